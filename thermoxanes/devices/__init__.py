@@ -1,0 +1,1 @@
+"""ophyd device classes for real EPICS hardware (pyepics underneath)."""

@@ -1,0 +1,1 @@
+"""Beamline profiles as data (TOML validated by pydantic) and the loader that builds devices."""

@@ -1,0 +1,1 @@
+"""ZeroMQ wire protocol, publisher, subscriber and the analysis service."""
