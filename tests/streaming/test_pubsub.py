@@ -249,32 +249,25 @@ def test_gaps_are_detected_and_attributed_to_runs():
 
 
 def test_publisher_drops_are_counted_and_visible_as_gaps():
-    pub = Publisher(ANY_PORT, hwm=2, heartbeat_s=0.05)
+    # A frame bigger than max_queue_bytes can never be queued: a deterministic drop.
+    pub = Publisher(ANY_PORT, max_queue_bytes=1024, heartbeat_s=0.05)
     sub = Subscriber(pub.endpoint)
     try:
         wait_ready(sub)
-        # Hold the sender thread's lock so the queue cannot drain, then overfill it.
-        frame = np.zeros((16, 16), np.uint16)
-        with pub._cond:
-            pub._busy = True
-        accepted = []
-        with pub._cond:  # sender blocked on the condition while we enqueue
-            pass
-        pub._queue.clear()
-        orig = pub._queued_droppable
-        pub._queued_droppable = pub.hwm  # pretend the queue is full
-        accepted.append(pub.send_frame(frame, run_uid="d1", stream="primary"))
-        pub._queued_droppable = orig
-        pub._busy = False
-        accepted.append(pub.send_frame(frame, run_uid="d1", stream="primary"))
-        assert accepted == [False, True]
+        small = np.zeros((16, 16), np.uint16)  # 512 bytes
+        big = np.zeros((32, 32), np.uint16)  # 2048 bytes
+        accepted = [pub.send_frame(a, run_uid="d1", stream="primary") for a in (small, big, small)]
+        assert accepted == [True, False, True]
         assert pub.flush(5)
         stats = pub.stats
         assert stats["dropped"] == 1 and stats["dropped_frames"] == 1
+        assert stats["dropped_bytes"] == big.nbytes
         assert stats["dropped_by_run"] == {"d1": 1}
-        msgs = collect(sub, 1)
-        assert msgs[0].seq == 1
+        msgs = collect(sub, 2)
+        assert [m.seq for m in msgs] == [0, 2]
+        assert [m.header["frame_index"] for m in msgs] == [0, 2]
         assert sub.gaps_for_run("d1") == 1
+        assert sub.run_info("d1").gaps == 1 and not sub.run_info("d1").complete
     finally:
         sub.close()
         pub.close()
