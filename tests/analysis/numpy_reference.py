@@ -1,0 +1,134 @@
+"""Plain numpy reference of the per-pixel fit: obviously correct, slow.
+
+Per pixel: polyfit lines, explicit crossing search, polyfit / lstsq peak models, lstsq
+linear combination; uncertainties by finite-difference gradients of every read-out with
+respect to every energy's absorbance. Used to check the numba kernels on small inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.references import valence_basis
+
+
+def _win(e: np.ndarray, w: tuple[float, float]) -> np.ndarray:
+    return np.flatnonzero((e >= w[0] - 1e-9) & (e <= w[1] + 1e-9))
+
+
+def pixel_readouts(e: np.ndarray, spec: np.ndarray, cfg: FitConfig) -> dict[str, float]:
+    """Read-outs of one spectrum (float64), by the definitions in docs/analysis.md."""
+    pre, post = _win(e, cfg.pre_edge_ev), _win(e, cfg.post_edge_ev)
+    p_pre = np.polyfit(e[pre], spec[pre], 1)
+    p_post = np.polyfit(e[post], spec[post], 1)
+    resid = spec[pre] - np.polyval(p_pre, e[pre])
+    sigma_pre = np.sqrt(resid @ resid / (pre.size - 2))
+    jump = np.polyval(p_post, cfg.norm_e0_ev) - np.polyval(p_pre, cfg.norm_e0_ev)
+    out = {"edge_jump": jump, "sigma_pre": sigma_pre,
+           "mask": bool(np.isfinite(jump) and jump > cfg.jump_k_sigma * sigma_pre)}
+    norm = (spec - np.polyval(p_pre, e)) / jump
+
+    edge = _win(e, cfg.edge_window_ev)
+    out["edge_energy"] = np.nan
+    for k0, k1 in zip(edge[:-1], edge[1:], strict=True):
+        if not (np.isfinite(norm[k0]) and np.isfinite(norm[k1])):
+            break
+        if norm[k0] < 0.5 <= norm[k1]:
+            out["edge_energy"] = e[k0] + (0.5 - norm[k0]) / (norm[k1] - norm[k0]) * (e[k1] - e[k0])
+            break
+
+    wl = _win(e, cfg.whiteline_window_ev)
+    out["whiteline_energy"] = np.nan
+    if np.all(np.isfinite(norm[wl])):
+        c = wl[int(np.argmax(norm[wl]))]
+        if cfg.whiteline_method == "trig_poly":
+            lo, hi = e[wl[0]], e[wl[-1]]
+            mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+
+            def basis(u: np.ndarray) -> np.ndarray:
+                return np.stack([np.ones_like(u), u, u * u, np.sin(np.pi * u),
+                                 np.cos(np.pi * u)], axis=1)
+
+            coef, *_ = np.linalg.lstsq(basis((e[wl] - mid) / half), norm[wl], rcond=None)
+            u = np.linspace(-1.0, 1.0, 2001)
+            f = basis(u) @ coef
+            i = int(np.argmax(f))
+            if 0 < i < u.size - 1:
+                best = minimize_scalar(
+                    lambda v: -(basis(np.array([v])) @ coef)[0], bounds=(u[i - 1], u[i + 1]),
+                    method="bounded", options={"xatol": 1e-12},
+                )
+                out["whiteline_energy"] = mid + half * best.x
+        else:
+            pts = wl[np.abs(e[wl] - e[c]) <= cfg.whiteline_halfwidth_ev + 1e-9]
+            y = norm[pts]
+            if pts.size >= 3 and (cfg.whiteline_method == "quadratic" or np.all(y > 0)):
+                y = np.log(y) if cfg.whiteline_method == "gaussian" else y
+                p2, p1, _ = np.polyfit(e[pts] - e[c], y, 2)
+                if p2 < 0:
+                    vertex = e[c] - p1 / (2 * p2)
+                    if e[pts[0]] <= vertex <= e[pts[-1]]:
+                        out["whiteline_energy"] = vertex
+
+    lcf = _win(e, cfg.lcf_window_ev)
+    basis3 = valence_basis(e, cfg.calibration_shift_ev)
+    out["valence"] = np.nan
+    for k in (0, 1):
+        design = np.stack([np.ones(lcf.size), e[lcf], basis3[k, lcf], basis3[k + 1, lcf]], axis=1)
+        coef, *_ = np.linalg.lstsq(design, spec[lcf], rcond=None)
+        v = 2.0 + k + coef[3] / (coef[2] + coef[3])
+        out["valence"] = v
+        if k == 0 and v <= 3.0:
+            break
+    return out
+
+
+READOUTS = ("edge_energy", "whiteline_energy", "edge_jump", "valence")
+
+
+def reference_fit(
+    mu: np.ndarray,
+    energies_ev: np.ndarray,
+    cfg: FitConfig,
+    variance: np.ndarray | None = None,
+    sigma_pixels: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Reference maps of an (E, H, W) stack; sigmas for the first ``sigma_pixels`` pixels
+    (row-major) by finite differences (all pixels when None)."""
+    e = np.asarray(energies_ev, dtype=np.float64)
+    n_e, n_h, n_w = mu.shape
+    maps = {k: np.full((n_h, n_w), np.nan) for k in READOUTS}
+    maps.update({k + "_sigma": np.full((n_h, n_w), np.nan) for k in READOUTS})
+    maps["mask"] = np.zeros((n_h, n_w), dtype=bool)
+    pre = _win(e, cfg.pre_edge_ev)
+    for n, (y, x) in enumerate(np.ndindex(n_h, n_w)):
+        spec = mu[:, y, x].astype(np.float64)
+        with np.errstate(all="ignore"):
+            r = pixel_readouts(e, spec, cfg)
+        maps["mask"][y, x] = r["mask"]
+        maps["edge_jump"][y, x] = r["edge_jump"]
+        if not r["mask"]:
+            continue
+        for k in READOUTS:
+            maps[k][y, x] = r[k]
+        if sigma_pixels is not None and n >= sigma_pixels:
+            continue
+        if variance is None:
+            var = r["sigma_pre"] ** 2 * np.exp(spec) / np.mean(np.exp(spec[pre]))
+        else:
+            var = variance[:, y, x].astype(np.float64)
+        grads = {k: np.zeros(n_e) for k in READOUTS}
+        h = 1e-6
+        for j in range(n_e):
+            up, dn = spec.copy(), spec.copy()
+            up[j] += h
+            dn[j] -= h
+            with np.errstate(all="ignore"):
+                ru, rd = pixel_readouts(e, up, cfg), pixel_readouts(e, dn, cfg)
+            for k in READOUTS:
+                grads[k][j] = (ru[k] - rd[k]) / (2 * h)
+        for k in READOUTS:
+            maps[k + "_sigma"][y, x] = np.sqrt(np.sum(grads[k] ** 2 * var))
+    return maps

@@ -1,0 +1,295 @@
+"""Live accumulation of one XANES sweep, frame by frame, in any energy order.
+
+Each sample frame is dark/flat corrected, registered and added to per-pixel weighted sums
+as soon as its flat is there, so that :meth:`SweepAccumulator.finish` only has to read the
+sums and the frames around the edge. Repeated frames at one energy are averaged (and
+reported); a flat or dark arriving after its frames were used replaces their
+contribution exactly (the sums are linear: the old contribution is subtracted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.correction import correct_counts
+from thermoxanes.analysis.fit import maps_from_out, plan_kernel_args
+from thermoxanes.analysis.fit_kernels import (
+    N_OUT,
+    _accumulate_frame_kernel,
+    _finish_frames_kernel,
+)
+from thermoxanes.analysis.fit_plan import N_ACC, make_plan
+from thermoxanes.analysis.maps import XanesMaps
+from thermoxanes.analysis.registration import RunningRegistration, _shift_bilinear
+from thermoxanes.analysis.validation import check_frame_shape
+
+
+class _Sum:
+    """Running sum of frames (float64) and their count."""
+
+    __slots__ = ("total", "n")
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.total = np.zeros(shape)
+        self.n = 0
+
+    def add(self, frame: np.ndarray) -> None:
+        self.total += frame
+        self.n += 1
+
+    def mean(self) -> np.ndarray:
+        return self.total / self.n
+
+
+class SweepAccumulator:
+    """Accumulate one XANES sweep frame by frame and fit it when the last frame is in.
+
+    Parameters
+    ----------
+    energies_ev : array_like
+        (E,) the sweep's energy grid (eV), distinct values, any order.
+    frame_shape : tuple of int
+        (H, W) of every frame.
+    config : FitConfig, optional
+        Fit settings; ``gain_adu_per_photon`` sets the Poisson variance of the counts.
+    energy_tolerance_ev : float, optional
+        A frame matches a grid energy within this distance (eV); default a quarter of
+        the smallest grid step.
+    saturation_adu : float, optional
+        Saturation level of the raw counts (ADU); default the integer dtype's maximum.
+
+    Raises
+    ------
+    ValueError
+        On duplicate energies, a grid that does not cover the fit windows, or a bad
+        frame shape.
+    """
+
+    def __init__(
+        self,
+        energies_ev: np.ndarray,
+        frame_shape: tuple[int, int],
+        config: FitConfig | None = None,
+        *,
+        energy_tolerance_ev: float | None = None,
+        saturation_adu: float | None = None,
+    ) -> None:
+        self.config = config or FitConfig()
+        e = np.asarray(energies_ev, dtype=np.float64)
+        if e.ndim != 1:
+            raise ValueError(f"energies_ev: expected a 1-D array, got shape {e.shape}")
+        order = np.argsort(e, kind="stable")
+        self.plan = make_plan(e[order], self.config)
+        self.energies_ev = self.plan.energies_ev
+        shape = tuple(int(n) for n in frame_shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise ValueError(f"frame_shape: expected (H, W), got {frame_shape}")
+        self.frame_shape = shape
+        steps = np.diff(self.energies_ev)
+        self.energy_tolerance_ev = (
+            float(energy_tolerance_ev) if energy_tolerance_ev is not None
+            else 0.25 * float(steps.min())
+        )
+        self.saturation_adu = saturation_adu
+        n_e = self.energies_ev.size
+        self._lin = np.ascontiguousarray(self.plan.lin_coef.T)
+        self._var = np.ascontiguousarray(self.plan.var_coef.T)
+        self._acc = np.zeros((shape[0], N_ACC, shape[1]))
+        n_blk = self.plan.blk_hi - self.plan.blk_lo
+        self._blk_mu = np.full((n_blk, *shape), np.nan, dtype=np.float32)
+        self._blk_var = np.full((n_blk, *shape), np.nan, dtype=np.float32)
+        self._dark: _Sum | None = None
+        self._flat_all: _Sum | None = None
+        self._flats: dict[int, _Sum] = {}
+        self._samples: dict[int, _Sum] = {}
+        self._used: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._shifts = np.zeros((n_e, 2))
+        self._registration = (
+            RunningRegistration(shape, self.config.upsample) if self.config.register else None
+        )
+        self._registered: set[int] = set()
+        self._dtype_saturation = np.inf
+        self._bad_flat = np.zeros(shape, dtype=bool)
+        self._n_frames = 0
+        self._n_flats = 0
+        self._n_darks = 0
+        self._duplicates: list[float] = []
+        self._unexpected: list[float] = []
+
+    # ------------------------------------------------------------------ input
+    def _index(self, energy_ev: float) -> int | None:
+        i = int(np.argmin(np.abs(self.energies_ev - energy_ev)))
+        if abs(self.energies_ev[i] - energy_ev) > self.energy_tolerance_ev:
+            return None
+        return i
+
+    def add_dark(self, frame: np.ndarray) -> None:
+        """Add a dark frame (raw counts, ADU); darks are averaged."""
+        frame = np.asarray(frame)
+        check_frame_shape(frame, self.frame_shape, name="dark")
+        self._note_dtype(frame)
+        if self._dark is None:
+            self._dark = _Sum(self.frame_shape)
+        self._dark.add(frame)
+        self._n_darks += 1
+        for i in list(self._used):
+            self._refresh(i)
+
+    def add_flat(self, frame: np.ndarray, energy_ev: float | None = None) -> None:
+        """Add a flat frame (raw counts, ADU) for one energy (eV), or for all (None)."""
+        frame = np.asarray(frame)
+        check_frame_shape(frame, self.frame_shape, name="flat")
+        self._note_dtype(frame)
+        self._n_flats += 1
+        if energy_ev is None:
+            if self._flat_all is None:
+                self._flat_all = _Sum(self.frame_shape)
+            self._flat_all.add(frame)
+            targets = [i for i in self._samples if i not in self._flats]
+        else:
+            i = self._index(float(energy_ev))
+            if i is None:
+                self._unexpected.append(float(energy_ev))
+                return
+            self._flats.setdefault(i, _Sum(self.frame_shape)).add(frame)
+            targets = [i] if i in self._samples else []
+        for i in targets:
+            self._refresh(i)
+
+    def add_frame(self, frame: np.ndarray, energy_ev: float) -> None:
+        """Add a sample frame (raw counts, ADU) at ``energy_ev`` (eV).
+
+        Frames at an energy already seen are averaged with it and reported as duplicates;
+        frames at energies not on the grid are ignored and reported.
+        """
+        frame = np.asarray(frame)
+        check_frame_shape(frame, self.frame_shape, name="frame")
+        self._note_dtype(frame)
+        self._n_frames += 1
+        i = self._index(float(energy_ev))
+        if i is None:
+            self._unexpected.append(float(energy_ev))
+            return
+        if i in self._samples:
+            self._duplicates.append(float(self.energies_ev[i]))
+        self._samples.setdefault(i, _Sum(self.frame_shape)).add(frame)
+        self._refresh(i)
+
+    # ------------------------------------------------------------- processing
+    def _flat_for(self, i: int) -> _Sum | None:
+        return self._flats.get(i, self._flat_all)
+
+    def _refresh(self, i: int) -> None:
+        """(Re)compute energy ``i``'s contribution to the sums from its current inputs."""
+        flat = self._flat_for(i)
+        if flat is None:
+            return
+        sample = self._samples[i]
+        dark = self._dark.mean() if self._dark is not None else np.zeros(self.frame_shape)
+        flat_mean = flat.mean()
+        mu, var, bad = correct_counts(
+            sample.mean(), flat_mean, dark,
+            gain_adu_per_photon=self.config.gain_adu_per_photon,
+            n_flat=flat.n, n_sample=sample.n,
+            saturation_adu=self._saturation(),
+        )
+        self._bad_flat |= ~(flat_mean - dark > 0) | ~(flat_mean < self._saturation())
+        if i in self._used:
+            old_mu, old_var = self._used.pop(i)
+            _accumulate_frame_kernel(old_mu, old_var, False, -self._lin[i], -self._var[i],
+                                     -self.plan.in_pre[i], self._acc)
+        if self._registration is not None:
+            if i not in self._registered:
+                self._shifts[i] = self._registration.shift_for(mu)
+                self._registered.add(i)
+            if np.any(self._shifts[i]):
+                mu_s = np.empty_like(mu)
+                var_s = np.empty_like(var)
+                _shift_bilinear(mu, self._shifts[i, 0], self._shifts[i, 1], False, mu_s)
+                _shift_bilinear(var, self._shifts[i, 0], self._shifts[i, 1], True, var_s)
+                mu, var = mu_s, var_s
+        _accumulate_frame_kernel(mu, var, False, self._lin[i], self._var[i],
+                                 self.plan.in_pre[i], self._acc)
+        self._used[i] = (mu, var)
+        k = i - self.plan.blk_lo
+        if 0 <= k < self._blk_mu.shape[0]:
+            self._blk_mu[k] = mu
+            self._blk_var[k] = var
+
+    def _saturation(self) -> float:
+        if self.saturation_adu is not None:
+            return float(self.saturation_adu)
+        return self._dtype_saturation
+
+    def _note_dtype(self, frame: np.ndarray) -> None:
+        if np.issubdtype(frame.dtype, np.integer):
+            self._dtype_saturation = min(self._dtype_saturation,
+                                         float(np.iinfo(frame.dtype).max))
+
+    # ----------------------------------------------------------------- output
+    @property
+    def missing_energies(self) -> list[float]:
+        """Grid energies (eV) that have no corrected frame yet."""
+        return [float(e) for i, e in enumerate(self.energies_ev) if i not in self._used]
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """JSON-serializable summary of what arrived."""
+        return {
+            "n_frames": self._n_frames,
+            "n_flats": self._n_flats,
+            "n_darks": self._n_darks,
+            "duplicates": sorted(set(self._duplicates)),
+            "missing_energies": self.missing_energies,
+            "unexpected_energies": list(self._unexpected),
+            "frames_without_flat": [
+                float(self.energies_ev[i]) for i in self._samples if self._flat_for(i) is None
+            ],
+            "n_bad_flat_pixels": int(self._bad_flat.sum()),
+        }
+
+    def finish(self, allow_partial: bool = False) -> XanesMaps:
+        """Fit the sweep and return its maps.
+
+        Parameters
+        ----------
+        allow_partial : bool
+            Fit an incomplete sweep on the energies present (re-planned; raises
+            ``ValueError`` if they no longer cover the fit windows).
+
+        Raises
+        ------
+        ValueError
+            Naming the missing energies, if the sweep is incomplete and not
+            ``allow_partial``.
+        """
+        missing = self.missing_energies
+        if missing and not allow_partial:
+            shown = ", ".join(f"{e:g}" for e in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise ValueError(f"sweep incomplete: missing energies {shown}{more} eV")
+        if missing:
+            return self._finish_partial()
+        n_h, n_w = self.frame_shape
+        out = np.empty((N_OUT, n_h, n_w), dtype=np.float32)
+        mask = np.empty((n_h, n_w), dtype=np.bool_)
+        _finish_frames_kernel(self._acc, self._blk_mu, self._blk_var, False,
+                              *plan_kernel_args(self.plan), out, mask)
+        return maps_from_out(out, mask, self.plan, self._shifts.copy(), self.config)
+
+    def _finish_partial(self) -> XanesMaps:
+        from thermoxanes.analysis.fit import fit_stack
+
+        present = sorted(self._used)
+        if len(present) < 2:
+            raise ValueError(f"sweep incomplete: only {len(present)} energies have frames")
+        mu = np.stack([self._used[i][0] for i in present])
+        var = np.stack([self._used[i][1] for i in present])
+        cfg = FitConfig.from_dict({**self.config.to_dict(), "register": False})
+        maps = fit_stack(mu, self.energies_ev[present], cfg, variance=var)
+        maps.registration_shifts = self._shifts[present].copy()
+        maps.config = self.config.to_dict()
+        return maps
