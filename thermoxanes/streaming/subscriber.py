@@ -150,8 +150,11 @@ class Subscriber:
             if curve is not None:
                 security.apply_client(self._dealer, curve)
             self._dealer.connect(snapshot_endpoint)
-            self._dealer.send(SNAPSHOT_REQUEST)
-            self._snapshot_deadline = time.monotonic() + snapshot_timeout_s
+            # The request goes out once the subscription is live (first live message,
+            # normally a heartbeat) so nothing falls between snapshot and live stream.
+            self._snapshot_requested = False
+            self._snapshot_timeout_s = float(snapshot_timeout_s)
+            self._snapshot_deadline = time.monotonic() + self._snapshot_timeout_s
             self._stats["snapshot"] = "pending"
 
     # ------------------------------------------------------------------ sockets
@@ -299,6 +302,12 @@ class Subscriber:
     def _poll_snapshot(self, wait_ms: int) -> None:
         """While the snapshot is pending: hold live messages, collect the snapshot."""
         assert self._dealer is not None
+        if not self._snapshot_requested and (
+            self._held or time.monotonic() > self._snapshot_deadline - self._snapshot_timeout_s / 2
+        ):
+            self._dealer.send(SNAPSHOT_REQUEST)
+            self._snapshot_requested = True
+            self._snapshot_deadline = time.monotonic() + self._snapshot_timeout_s
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._sub, zmq.POLLIN)
