@@ -8,7 +8,7 @@ respect to every energy's absorbance. Used to check the numba kernels on small i
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq
 
 from thermoxanes.analysis.config import FitConfig
 from thermoxanes.analysis.references import valence_basis
@@ -56,11 +56,14 @@ def pixel_readouts(e: np.ndarray, spec: np.ndarray, cfg: FitConfig) -> dict[str,
             f = basis(u) @ coef
             i = int(np.argmax(f))
             if 0 < i < u.size - 1:
-                best = minimize_scalar(
-                    lambda v: -(basis(np.array([v])) @ coef)[0], bounds=(u[i - 1], u[i + 1]),
-                    method="bounded", options={"xatol": 1e-12},
-                )
-                out["whiteline_energy"] = mid + half * best.x
+
+                def slope(v: float) -> float:
+                    d1 = [0.0, 1.0, 2 * v, np.pi * np.cos(np.pi * v), -np.pi * np.sin(np.pi * v)]
+                    return float(np.dot(d1, coef))
+
+                if slope(u[i - 1]) > 0 > slope(u[i + 1]):
+                    peak = brentq(slope, u[i - 1], u[i + 1], xtol=1e-14, rtol=1e-14)
+                    out["whiteline_energy"] = mid + half * peak
         else:
             pts = wl[np.abs(e[wl] - e[c]) <= cfg.whiteline_halfwidth_ev + 1e-9]
             y = norm[pts]

@@ -27,10 +27,17 @@ def synthetic_mu(
     *,
     shift_ev: float = 0.0,
     background: float = 0.5,
+    nonresonant: float = 0.0,
 ) -> np.ndarray:
-    """Noise-free absorbance stack (E, H, W): background + thickness * spectrum(valence)."""
+    """Noise-free absorbance stack (E, H, W).
+
+    ``background`` (E^-3, uniform) + ``thickness`` * (``nonresonant`` * E^-3 +
+    normalized spectrum of ``valence``).
+    """
     spec = spectrum_for_valence(energies_ev, valence, shift_ev)  # (H, W, E)
-    mu = background_mu(energies_ev, background) + np.asarray(thickness)[..., None] * spec
+    t = np.asarray(thickness)[..., None]
+    mu = background_mu(energies_ev, background) + t * (
+        spec + background_mu(energies_ev, nonresonant))
     return np.moveaxis(mu, -1, 0)
 
 

@@ -86,7 +86,9 @@ class FitConfig:
         if self.upsample < 1:
             raise ValueError(f"FitConfig.upsample: {self.upsample} must be >= 1")
         if self.gain_adu_per_photon <= 0:
-            raise ValueError(f"FitConfig.gain_adu_per_photon: {self.gain_adu_per_photon} must be > 0")
+            raise ValueError(
+                f"FitConfig.gain_adu_per_photon: {self.gain_adu_per_photon} must be > 0"
+            )
         if self.whiteline_halfwidth_ev <= 0:
             raise ValueError("FitConfig.whiteline_halfwidth_ev must be > 0")
 

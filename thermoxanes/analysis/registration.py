@@ -4,7 +4,8 @@ Each frame is correlated against a running reference (the sum of the frames alre
 registered), so the reference gains contrast and signal as frames arrive; the
 low-contrast frames below the edge are matched against a reference that already holds
 the high-contrast post-edge frames when a stack is registered in descending energy.
-Frames are normalized, NaN-filled and Hann-windowed before the correlation.
+Frames are NaN-filled and mean-subtracted before the correlation (no apodization
+window: a fixed window biases the shift of a large, smooth sample).
 """
 
 from __future__ import annotations
@@ -70,22 +71,27 @@ def shift_frame(frame: np.ndarray, shift_px: tuple[float, float], *,
     return out
 
 
-def _prepare(frame: np.ndarray, window: np.ndarray) -> np.ndarray:
+def _prepare(frame: np.ndarray) -> np.ndarray:
     f = np.asarray(frame, dtype=np.float64)
     good = np.isfinite(f)
     if not good.any():
         return np.zeros_like(f)
-    fill = float(np.median(f[good]))
-    f = np.where(good, f, fill)
-    f = f - f.mean()
-    sd = f.std()
-    if sd > 0:
-        f /= sd
-    return f * window
+    f = np.where(good, f, float(np.median(f[good])))
+    return f - f.mean()
+
+
+#: A correlation peak is trusted when its normalized height exceeds this many times
+#: ``1 / sqrt(n_pixels)`` (the height reached by chance between unrelated noise frames).
+PEAK_SIGNIFICANCE = 6.0
 
 
 class RunningRegistration:
     """Register frames one at a time against the sum of the frames registered so far.
+
+    The reference is kept in Fourier space; a registered frame is added to it with the
+    Fourier shift theorem. A frame whose correlation peak is not significant (no
+    contrast, e.g. far below the edge of a thin sample) is given the last trusted shift
+    (zero before any) and is not added to the reference.
 
     Parameters
     ----------
@@ -96,29 +102,45 @@ class RunningRegistration:
     """
 
     def __init__(self, frame_shape: tuple[int, int], upsample: int = 20) -> None:
-        from skimage.filters import window
-
         self.frame_shape = tuple(frame_shape)
         self.upsample = int(upsample)
-        self._window = window("hann", self.frame_shape)
-        self._reference: np.ndarray | None = None
+        self._ref_f: np.ndarray | None = None
+        self._ref_energy = 0.0
+        self._last = np.zeros(2)
+        self.n_untrusted = 0
+        n_h, n_w = self.frame_shape
+        self._fy = np.fft.fftfreq(n_h)[:, None]
+        self._fx = np.fft.fftfreq(n_w)[None, :]
 
     def shift_for(self, frame: np.ndarray) -> np.ndarray:
         """Shift (rows, columns; pixels) that registers ``frame`` with the reference, and
         add the registered frame to the reference. The first frame defines zero shift."""
-        prepared = _prepare(frame, self._window)
-        if self._reference is None:
-            self._reference = prepared
+        prepared = _prepare(frame)
+        energy = float(np.sum(prepared * prepared))
+        mov_f = np.fft.fft2(prepared)
+        if self._ref_f is None:
+            if energy > 0:
+                self._ref_f = mov_f
+                self._ref_energy = energy
             return np.zeros(2)
-        if not np.any(prepared):
-            return np.zeros(2)
+        if energy == 0.0:
+            self.n_untrusted += 1
+            return self._last.copy()
+        cc = np.fft.ifft2(self._ref_f * np.conj(mov_f)).real
+        peak = float(cc.max()) / np.sqrt(self._ref_energy * energy)
+        if peak < PEAK_SIGNIFICANCE / np.sqrt(prepared.size):
+            self.n_untrusted += 1
+            return self._last.copy()
         shift, _, _ = phase_cross_correlation(
-            self._reference, prepared, upsample_factor=self.upsample, normalization=None
+            self._ref_f, mov_f, space="fourier", upsample_factor=self.upsample,
+            normalization=None,
         )
         shift = np.asarray(shift, dtype=np.float64)
-        moved = shift_frame(prepared, tuple(shift))
-        self._reference = self._reference + np.nan_to_num(moved)
-        return shift
+        ramp = np.exp(-2j * np.pi * (self._fy * shift[0] + self._fx * shift[1]))
+        self._ref_f = self._ref_f + mov_f * ramp
+        self._ref_energy = float(np.sum(np.abs(self._ref_f) ** 2)) / prepared.size
+        self._last = shift
+        return shift.copy()
 
 
 def register_stack(

@@ -1,0 +1,93 @@
+"""The numba kernels against the plain numpy reference, on random small inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.analysis.numpy_reference import READOUTS, reference_fit
+from tests.analysis.synthetic import synthetic_mu
+from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.fit import fit_stack
+
+ATOL = {"edge_energy": 2e-3, "whiteline_energy": 2e-3, "edge_jump": 1e-5, "valence": 1e-4}
+
+
+def _compare(maps, ref, sigma_pixels: int, rtol_sigma: float = 1e-3) -> None:
+    np.testing.assert_array_equal(maps.mask, ref["mask"])
+    for name in READOUTS:
+        got = getattr(maps, name).astype(np.float64)
+        want = ref[name]
+        if name != "edge_jump":
+            assert np.array_equal(np.isnan(got), np.isnan(want)), name
+        np.testing.assert_allclose(got, want, atol=ATOL[name], equal_nan=True, err_msg=name)
+        got_s = getattr(maps, name + "_sigma").reshape(-1)[:sigma_pixels].astype(np.float64)
+        want_s = ref[name + "_sigma"].reshape(-1)[:sigma_pixels]
+        ok = np.isfinite(want_s)
+        np.testing.assert_allclose(got_s[ok], want_s[ok], rtol=rtol_sigma, atol=1e-7,
+                                   err_msg=name + "_sigma")
+
+
+@pytest.mark.parametrize("method", ["quadratic", "gaussian", "trig_poly"])
+def test_random_spectra_match_reference(energies_ev, rng, method):
+    valence = rng.uniform(1.9, 4.1, (5, 6))
+    mu = synthetic_mu(energies_ev, valence, rng.uniform(0.05, 0.4, (5, 6)),
+                      shift_ev=rng.uniform(-1, 1))
+    mu = (mu + rng.normal(0.0, 0.01, mu.shape)).astype(np.float32)
+    cfg = FitConfig(register=False, whiteline_method=method)
+    maps = fit_stack(mu, energies_ev, cfg)
+    ref = reference_fit(mu, energies_ev, cfg, sigma_pixels=6)
+    _compare(maps, ref, sigma_pixels=6)
+
+
+def test_given_variance_matches_reference(energies_ev, rng):
+    valence = rng.uniform(2.0, 4.0, (4, 4))
+    mu = synthetic_mu(energies_ev, valence, 0.3)
+    var = rng.uniform(1e-5, 4e-5, mu.shape)
+    mu = (mu + rng.normal(0.0, 1.0, mu.shape) * np.sqrt(var)).astype(np.float32)
+    var = var.astype(np.float32)
+    cfg = FitConfig(register=False)
+    maps = fit_stack(mu, energies_ev, cfg, variance=var)
+    ref = reference_fit(mu, energies_ev, cfg, variance=var, sigma_pixels=5)
+    _compare(maps, ref, sigma_pixels=5)
+
+
+def test_nan_flat_and_edge_at_border(energies_ev, rng):
+    """NaN pixels, flat spectra (no edge) and edges at/beyond the edge-window border."""
+    valence = rng.uniform(2.0, 4.0, (6, 6))
+    mu = synthetic_mu(energies_ev, valence, 0.3).astype(np.float32)
+    mu[:, 0, :] = 0.7  # flat spectra: no edge jump
+    mu[5, 1, 1] = np.nan  # pre-edge NaN: whole pixel out
+    mu[14, 1, 2] = np.nan  # NaN at the start of the edge window
+    mu[:, 2, :] = synthetic_mu(energies_ev, np.full((1, 6), 3.0), 0.3,
+                               shift_ev=-15.0)[:, 0, :]  # edge below the window start
+    mu[:, 3, :] = synthetic_mu(energies_ev, np.full((1, 6), 3.0), 0.3,
+                               shift_ev=-9.0)[:, 0, :]  # edge right at the border
+    mu[:, 4, :] = synthetic_mu(energies_ev, np.full((1, 6), 2.0), 0.3,
+                               shift_ev=9.5)[:, 0, :]  # edge near the window end
+    cfg = FitConfig(register=False)
+    maps = fit_stack(mu, energies_ev, cfg)
+    ref = reference_fit(mu, energies_ev, cfg, sigma_pixels=0)
+    _compare(maps, ref, sigma_pixels=0)
+    assert not maps.mask[0].any()
+    assert not maps.mask[1, 1]
+    assert np.isnan(maps.valence[0]).all()
+    assert np.isnan(maps.edge_energy[1, 2])
+    assert np.isnan(maps.edge_energy[2]).all()
+
+
+def test_noise_free_valence_exact(energies_ev):
+    valence = np.linspace(2.0, 4.0, 16).reshape(4, 4)
+    mu = synthetic_mu(energies_ev, valence, 0.3).astype(np.float32)
+    maps = fit_stack(mu, energies_ev, FitConfig(register=False))
+    np.testing.assert_allclose(maps.valence, valence, atol=1e-3)
+    assert maps.mask.all()
+
+
+def test_calibration_shift_applied(energies_ev):
+    valence = np.full((2, 2), 2.6)
+    mu = synthetic_mu(energies_ev, valence, 0.3, shift_ev=0.8).astype(np.float32)
+    off = fit_stack(mu, energies_ev, FitConfig(register=False))
+    on = fit_stack(mu, energies_ev, FitConfig(register=False, calibration_shift_ev=0.8))
+    np.testing.assert_allclose(on.valence, 2.6, atol=1e-3)
+    assert np.all(np.abs(off.valence - 2.6) > 0.1)
