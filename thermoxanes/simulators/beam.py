@@ -64,7 +64,7 @@ class DriftParams:
     sample_jitter_um: float = 0.02
     #: Beam (flat-field pattern) wander (detector px, amplitude) and jitter (px, rms).
     beam_wander_px: float = 1.5
-    beam_jitter_px: float = 0.15
+    beam_jitter_px: float = 0.08
     #: Image shift with energy from zone-plate/mono motion (um per keV from 8.33 keV).
     energy_shift_um_per_kev: tuple[float, float] = (0.12, -0.08)
     #: Residual magnification change with energy (relative, per keV).

@@ -46,12 +46,12 @@ class ChemistryParams:
     """Chemistry of a preset; valences in Ni oxidation-state units, rates in 1/s."""
 
     v_start_mean: float = 3.40
-    v_start_sigma: float = 0.14
+    v_start_sigma: float = 0.35
     #: Share of the start heterogeneity carried by whole grains (rest: smooth domains).
-    grain_share: float = 0.5
-    domain_length_um: float = 0.7
-    v_end_mean: float = 2.05
-    v_end_sigma: float = 0.025
+    grain_share: float = 0.3
+    domain_length_um: float = 2.0
+    v_end_mean: float = 2.0
+    v_end_sigma: float = 0.02
     #: Equilibrium reduction extent x_eq(T): (temperature_c, extent) knots, interpolated.
     extent_table: tuple[tuple[float, float], ...] = (
         (25.0, 0.0),

@@ -57,9 +57,10 @@ def make_flat_field(
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx = h * rng.uniform(0.4, 0.6), w * rng.uniform(0.4, 0.6)
     broad = -(((yy - cy) / (0.55 * h)) ** 2 + ((xx - cx) / (0.6 * w)) ** 2)
-    medium = correlated_field(shape, scale / 24.0, rng)
-    fine = correlated_field(shape, scale / 150.0, rng)
-    stripes = gaussian_filter(rng.standard_normal(w), scale / 200.0)
+    # Structure is physical (optics), a few pixels at least whatever the binning.
+    medium = correlated_field(shape, max(scale / 24.0, 8.0), rng)
+    fine = correlated_field(shape, max(scale / 150.0, 3.0), rng)
+    stripes = gaussian_filter(rng.standard_normal(w), max(scale / 200.0, 3.0))
     stripes = (stripes - stripes.mean()) / (stripes.std() + 1e-12)
     g = 1.0 * broad + 0.9 * medium + 0.35 * fine + 0.3 * stripes[None, :]
     g = (g - g.mean()) / g.std()

@@ -62,27 +62,24 @@ class SimPreset:
 
 _GRAVEL_CHEM = ChemistryParams(
     v_start_mean=3.40,
-    v_start_sigma=0.14,
     extent_table=(
         (25.0, 0.0),
         (110.0, 0.0),
-        (150.0, 0.33),
-        (200.0, 0.80),
-        (250.0, 0.95),
+        (150.0, 0.39),
+        (200.0, 0.804),
+        (250.0, 0.986),
         (400.0, 1.0),
     ),
 )
 
 _ROD_CHEM = ChemistryParams(
-    v_start_mean=3.42,
-    v_start_sigma=0.16,
-    domain_length_um=0.9,
+    v_start_mean=3.25,
     extent_table=(
         (25.0, 0.0),
-        (110.0, 0.0),
-        (150.0, 0.66),
-        (200.0, 0.80),
-        (250.0, 0.95),
+        (125.0, 0.0),
+        (150.0, 0.715),
+        (200.0, 0.81),
+        (250.0, 1.0),
         (400.0, 1.0),
     ),
 )

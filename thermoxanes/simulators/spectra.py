@@ -25,9 +25,9 @@ from thermoxanes.analysis.references import BASIS_VALENCES, valence_basis
 
 #: Reference energy of the non-resonant power laws (eV).
 REFERENCE_ENERGY_EV = 8333.0
-#: Default white-line and edge windows (eV) used for the ground truth.
-WHITELINE_WINDOW_EV = (8342.0, 8360.0)
-EDGE_WINDOW_EV = (8330.0, 8352.0)
+#: White-line and edge windows (eV) of the ground truth (the analysis defaults).
+WHITELINE_WINDOW_EV = (8340.0, 8360.0)
+EDGE_WINDOW_EV = (8330.0, 8350.0)
 _FINE_STEP_EV = 0.05
 
 
