@@ -304,3 +304,11 @@ def test_subscriber_follows_publisher_restart():
 def test_refuses_remote_bind_without_curve():
     with pytest.raises(ValueError, match="CURVE"):
         Publisher("tcp://0.0.0.0:*")
+
+
+def test_no_zmtp_heartbeats_on_sub_socket():
+    """ZMTP heartbeats + a full receive pipe abort libzmq 4.3.x (zeromq/libzmq#3937):
+    seen here in bench_stream's stalled-subscriber run.  The protocol's own heartbeats
+    are used instead."""
+    with Subscriber("tcp://127.0.0.1:1") as sub:
+        assert sub._sub.getsockopt(zmq.HEARTBEAT_IVL) == 0

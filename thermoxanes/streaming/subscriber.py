@@ -165,8 +165,10 @@ class Subscriber:
         sock.rcvhwm = self.rcvhwm
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        # No ZMTP heartbeats (ZMQ_HEARTBEAT_IVL) here: with a full receive pipe they
+        # time out a healthy connection and libzmq 4.3.x then aborts the process
+        # ("Assertion failed: _input_stopped", zeromq/libzmq#3937).  Dead publishers
+        # are detected from the protocol's own heartbeats (``reconnect_after_s``).
         if self.curve is not None:
             security.apply_client(sock, self.curve)
         for topic in self.topics:
