@@ -90,130 +90,132 @@ def _splitmix(state):
     return state, z
 
 
-@numba.njit(cache=True, nogil=True)
-def render_kernel(
-    out,
-    transmission,
-    flat,
-    dark_rate,
-    normal_table,
-    seed,
-    scale_rows,
-    scale_cols,
-    offset_rows,
-    offset_cols,
-    beam_rows,
-    beam_cols,
-    signal_scale,
-    photons_per_adu,
-    exposure_s,
-    dark_offset_adu,
-    read_noise_adu,
-    saturation_adu,
-    use_sample,
-    use_beam,
-):
-    """Fill ``out`` (H, W) uint16 with one noisy frame.
+def _axis_taps(n: int, scale: float, offset: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left tap index and weight of the bilinear sample at ``k * scale + offset``, clamped."""
+    pos = np.clip(np.arange(n) * scale + offset, 0.0, size - 1.0)
+    i0 = np.minimum(pos.astype(np.int64), max(size - 2, 0))
+    return i0, (pos - i0).astype(np.float32)
 
-    Detector pixel (i, j) sees model-grid point ``(i * scale_rows + offset_rows,
-    j * scale_cols + offset_cols)`` of ``transmission`` (bilinear, edge-clamped) and flat
-    pixel ``(i - beam_rows, j - beam_cols)``.
-    """
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _render_rows(
+    out, transmission, flat, dark_rate, normal_table, seed,
+    ty0, tfy, tx0, tfx, by0, bfy, bx0, bfx,
+    signal_scale, photons_per_adu, exposure_s, dark_offset_adu, read_noise_adu,
+    saturation_adu, use_sample, use_beam,
+):
     h, w = out.shape
-    mh, mw = transmission.shape
-    fh, fw = flat.shape
+    mw = transmission.shape[1]
+    fw = flat.shape[1]
+    trow = np.empty(mw, dtype=np.float32)
+    frow = np.empty(fw, dtype=np.float32)
     state = np.uint64(seed)
     z = np.uint64(0)
     nbuf = 0
+    read2 = read_noise_adu * read_noise_adu
+    inv_ppa = 1.0 / photons_per_adu
     for i in range(h):
-        ym = i * scale_rows + offset_rows
-        if ym < 0.0:
-            ym = 0.0
-        elif ym > mh - 1.0:
-            ym = mh - 1.0
-        y0 = min(int(ym), mh - 2) if mh > 1 else 0
-        fy = ym - y0
-        yb = i - beam_rows
-        if yb < 0.0:
-            yb = 0.0
-        elif yb > fh - 1.0:
-            yb = fh - 1.0
-        by0 = min(int(yb), fh - 2)
-        bfy = yb - by0
+        if use_beam:
+            a = bfy[i]
+            r0 = by0[i]
+            for k in range(fw):
+                frow[k] = flat[r0, k] * (1.0 - a) + flat[r0 + 1, k] * a
+            if use_sample:
+                a = tfy[i]
+                r0 = ty0[i]
+                for k in range(mw):
+                    trow[k] = transmission[r0, k] * (1.0 - a) + transmission[r0 + 1, k] * a
         for j in range(w):
             signal = 0.0
             if use_beam:
-                xb = j - beam_cols
-                if xb < 0.0:
-                    xb = 0.0
-                elif xb > fw - 1.0:
-                    xb = fw - 1.0
-                bx0 = min(int(xb), fw - 2)
-                bfx = xb - bx0
-                fl = (
-                    flat[by0, bx0] * (1 - bfy) * (1 - bfx)
-                    + flat[by0, bx0 + 1] * (1 - bfy) * bfx
-                    + flat[by0 + 1, bx0] * bfy * (1 - bfx)
-                    + flat[by0 + 1, bx0 + 1] * bfy * bfx
-                )
-                tr = 1.0
+                c = bx0[j]
+                fl = frow[c] + (frow[c + 1] - frow[c]) * bfx[j]
                 if use_sample:
-                    xm = j * scale_cols + offset_cols
-                    if xm < 0.0:
-                        xm = 0.0
-                    elif xm > mw - 1.0:
-                        xm = mw - 1.0
-                    x0 = min(int(xm), mw - 2)
-                    fx = xm - x0
-                    tr = (
-                        transmission[y0, x0] * (1 - fy) * (1 - fx)
-                        + transmission[y0, x0 + 1] * (1 - fy) * fx
-                        + transmission[y0 + 1, x0] * fy * (1 - fx)
-                        + transmission[y0 + 1, x0 + 1] * fy * fx
-                    )
-                signal = fl * tr * signal_scale
-            # Random numbers: 4 normals per 64-bit draw.
+                    c = tx0[j]
+                    fl *= trow[c] + (trow[c + 1] - trow[c]) * tfx[j]
+                signal = fl * signal_scale
             if nbuf == 0:
                 state, z = _splitmix(state)
                 nbuf = 4
-            z1 = normal_table[np.int64(z & np.uint64(0xFFFF))]
+            zn = normal_table[np.int64(z & np.uint64(0xFFFF))]
             z = z >> np.uint64(16)
             nbuf -= 1
             lam = signal * photons_per_adu
+            base = dark_offset_adu + dark_rate[i, j] * exposure_s
             if lam >= 30.0:
-                photons = lam + math.sqrt(lam) * z1
-                if nbuf == 0:
-                    state, z = _splitmix(state)
-                    nbuf = 4
-                z2 = normal_table[np.int64(z & np.uint64(0xFFFF))]
-                z = z >> np.uint64(16)
-                nbuf -= 1
-            elif lam > 0.0:
-                # Knuth's product of uniforms (exact Poisson for small means).
-                limit = math.exp(-lam)
-                k = -1
-                prod = 1.0
-                while prod > limit:
-                    state, u = _splitmix(state)
-                    prod *= (np.float64(u >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-                    k += 1
-                photons = float(k)
-                z2 = z1
+                # Photon and read noise together: one Gaussian deviate.
+                value = signal + base + math.sqrt(signal * inv_ppa + read2) * zn
             else:
                 photons = 0.0
-                z2 = z1
-            value = (
-                photons / photons_per_adu
-                + dark_offset_adu
-                + dark_rate[i, j] * exposure_s
-                + read_noise_adu * z2
-            )
+                if lam > 0.0:
+                    # Knuth's product of uniforms (exact Poisson for small means).
+                    limit = math.exp(-lam)
+                    k = -1
+                    prod = 1.0
+                    while prod > limit:
+                        state, u = _splitmix(state)
+                        prod *= (np.float64(u >> np.uint64(11)) + 0.5) * (
+                            1.0 / 9007199254740992.0
+                        )
+                        k += 1
+                    photons = float(k)
+                value = photons * inv_ppa + base + read_noise_adu * zn
             value = math.floor(value + 0.5)
             if value < 0.0:
                 value = 0.0
             elif value > saturation_adu:
                 value = saturation_adu
             out[i, j] = np.uint16(value)
+
+
+def render_kernel(
+    out: np.ndarray,
+    transmission: np.ndarray,
+    flat: np.ndarray,
+    dark_rate: np.ndarray,
+    normal_table: np.ndarray,
+    seed: int,
+    scale_rows: float,
+    scale_cols: float,
+    offset_rows: float,
+    offset_cols: float,
+    beam_rows: float,
+    beam_cols: float,
+    signal_scale: float,
+    photons_per_adu: float,
+    exposure_s: float,
+    dark_offset_adu: float,
+    read_noise_adu: float,
+    saturation_adu: float,
+    use_sample: bool,
+    use_beam: bool,
+) -> None:
+    """Fill ``out`` (H, W) uint16 with one noisy frame.
+
+    Detector pixel (i, j) sees model-grid point ``(i * scale_rows + offset_rows,
+    j * scale_cols + offset_cols)`` of ``transmission`` (bilinear, edge-clamped) and flat
+    pixel ``(i - beam_rows, j - beam_cols)``; counts are ``flat * transmission *
+    signal_scale`` plus dark offset and dark current (``dark_rate * exposure_s``), with
+    photon noise (``photons_per_adu``) and read noise.
+    """
+    h, w = out.shape
+    mh, mw = transmission.shape
+    fh, fw = flat.shape
+    ty0, tfy = _axis_taps(h, scale_rows, offset_rows, mh)
+    tx0, tfx = _axis_taps(w, scale_cols, offset_cols, mw)
+    by0, bfy = _axis_taps(h, 1.0, -beam_rows, fh)
+    bx0, bfx = _axis_taps(w, 1.0, -beam_cols, fw)
+    if mh < 2 or mw < 2:
+        transmission = np.ones((2, 2), dtype=np.float32)
+        ty0[:] = 0
+        tx0[:] = 0
+    _render_rows(
+        out, transmission, flat, dark_rate, normal_table, np.uint64(seed),
+        ty0, tfy, tx0, tfx, by0, bfy, bx0, bfx,
+        float(signal_scale), float(photons_per_adu), float(exposure_s),
+        float(dark_offset_adu), float(read_noise_adu), float(saturation_adu),
+        bool(use_sample), bool(use_beam),
+    )
 
 
 @numba.njit(cache=True, nogil=True)

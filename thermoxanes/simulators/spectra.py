@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
@@ -154,27 +155,39 @@ class FeatureTable:
     def lookup(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Edge and white-line energies (eV) for Ni-weighted path lengths ``weights`` (3, ...).
 
-        NaN where the total weight is not positive.
+        NaN where the total weight is not positive. Returns float64 arrays.
         """
-        w = np.asarray(weights, dtype=np.float64)
-        total = w.sum(axis=0)
-        ok = total > 0
-        safe = np.where(ok, total, 1.0)
-        x = np.clip(w[0] / safe, 0, 1) * (self.n - 1)
-        y = np.clip(w[2] / safe, 0, 1) * (self.n - 1)
-        i = np.clip(np.floor(x).astype(np.intp), 0, self.n - 2)
-        j = np.clip(np.floor(y).astype(np.intp), 0, self.n - 2)
-        fx, fy = x - i, y - j
-        out = []
-        for table in (self.edge_ev, self.whiteline_ev):
-            v = (
-                table[i, j] * (1 - fx) * (1 - fy)
-                + table[i + 1, j] * fx * (1 - fy)
-                + table[i, j + 1] * (1 - fx) * fy
-                + table[i + 1, j + 1] * fx * fy
-            )
-            out.append(np.where(ok, v, np.nan))
-        return out[0], out[1]
+        w = np.ascontiguousarray(weights, dtype=np.float32)
+        flat = w.reshape(3, -1)
+        edge = np.empty(flat.shape[1], dtype=np.float64)
+        wl = np.empty(flat.shape[1], dtype=np.float64)
+        _lookup_kernel(flat, self.edge_ev, self.whiteline_ev, edge, wl)
+        return edge.reshape(w.shape[1:]), wl.reshape(w.shape[1:])
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup_kernel(w, table_edge, table_wl, out_edge, out_wl):
+    n = table_edge.shape[0]
+    for p in range(w.shape[1]):
+        total = w[0, p] + w[1, p] + w[2, p]
+        if not total > 0.0:
+            out_edge[p] = np.nan
+            out_wl[p] = np.nan
+            continue
+        x = min(max(w[0, p] / total, 0.0), 1.0) * (n - 1)
+        y = min(max(w[2, p] / total, 0.0), 1.0) * (n - 1)
+        i = min(int(x), n - 2)
+        j = min(int(y), n - 2)
+        fx = x - i
+        fy = y - j
+        a = (1 - fx) * (1 - fy)
+        b = fx * (1 - fy)
+        c = (1 - fx) * fy
+        d = fx * fy
+        out_edge[p] = (table_edge[i, j] * a + table_edge[i + 1, j] * b
+                       + table_edge[i, j + 1] * c + table_edge[i + 1, j + 1] * d)
+        out_wl[p] = (table_wl[i, j] * a + table_wl[i + 1, j] * b
+                     + table_wl[i, j + 1] * c + table_wl[i + 1, j + 1] * d)
 
 
 def valence_of_weights(weights: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from thermoxanes.simulators.detector import (
 from thermoxanes.simulators.heater import Heater, HeaterParams
 from thermoxanes.simulators.presets import PRESETS, SimPreset, get_preset
 from thermoxanes.simulators.sample import Sample
-from thermoxanes.simulators.spectra import FeatureTable, valence_of_weights
+from thermoxanes.simulators.spectra import FeatureTable
 
 #: Ni path length (um of dense NMC) below which a pixel counts as "no Ni" in the truth.
 MIN_NI_PATH_UM = 0.05
@@ -331,10 +331,13 @@ class SimWorld:
         maps = np.empty((proj.shape[0],) + self.frame_shape, dtype=np.float32)
         resample_kernel(maps, proj, sr, sc, orr, oc)
         w = maps[:3]
-        ni_path = w.sum(axis=0)
+        ni_path = w[0] + w[1] + w[2]
         mask = ni_path >= MIN_NI_PATH_UM
-        valence = np.where(mask, valence_of_weights(w), np.nan).astype(np.float32)
-        edge, wl = self.feature_table().lookup(np.where(mask[None], w, 0.0))
+        masked = np.where(mask[None], w, np.float32(0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            valence = ((2.0 * w[0] + 3.0 * w[1] + 4.0 * w[2]) / ni_path).astype(np.float32)
+        valence[~mask] = np.nan
+        edge, wl = self.feature_table().lookup(masked)
         px = self.pixel_size_um
         out: dict[str, np.ndarray] = {
             "valence": valence,
