@@ -1,0 +1,433 @@
+"""Simulated ophyd devices on a :class:`~thermoxanes.simulators.world.SimWorld`.
+
+The physics (sample, heater, beam, detector) lives in the world; these devices only map
+bluesky verbs onto it. Every motion and exposure advances the world's simulated clock by
+the time it would take at a beamline, so that hours of beamtime run in seconds and every
+timestamp is consistent. Statuses finish before ``set``/``trigger`` return.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
+from ophyd.status import Status
+
+from thermoxanes.optics import focus_positions_mm
+
+
+def _done(obj: Any) -> Status:
+    status = Status(obj=obj)
+    status.set_finished()
+    return status
+
+
+def _failed(obj: Any, exc: Exception) -> Status:
+    status = Status(obj=obj)
+    status.set_exception(exc)
+    return status
+
+
+class SimAxis(Device):
+    """A simulated motor axis; a move advances the simulated clock by its duration."""
+
+    readback = Cpt(Signal, value=0.0, kind="hinted", doc="Position (axis units)")
+    setpoint = Cpt(Signal, value=0.0, kind="normal", doc="Last requested position")
+    velocity = Cpt(Signal, value=1000.0, kind="config", doc="Speed (axis units per second)")
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        advance: Callable[[float], None],
+        limits: tuple[float, float] = (-math.inf, math.inf),
+        settle_s: float = 0.05,
+        **kwargs,
+    ):
+        super().__init__(prefix, **kwargs)
+        self._advance = advance
+        self._limits = (float(limits[0]), float(limits[1]))
+        self._settle_s = settle_s
+        self.readback.name = self.name
+
+    @property
+    def position(self) -> float:
+        """Current position (axis units)."""
+        return float(self.readback.get())
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """Soft limits (low, high)."""
+        return self._limits
+
+    def set(self, value: float) -> Status:
+        value = float(value)
+        low, high = self._limits
+        if not (low <= value <= high) or not math.isfinite(value):
+            return _failed(self, ValueError(
+                f"{self.name}: setpoint {value} outside limits [{low}, {high}]"))
+        distance = abs(value - self.position)
+        self.setpoint.put(value)
+        self._advance(distance / float(self.velocity.get()) + self._settle_s)
+        self.readback.put(value)
+        return _done(self)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Nothing to stop: simulated moves finish before ``set`` returns."""
+
+
+class SimSampleStage(Device):
+    """Sample stage with x, y, z axes (µm)."""
+
+    x = Cpt(SimAxis, advance=None, limits=(-25000.0, 25000.0), doc="Horizontal (µm)")
+    y = Cpt(SimAxis, advance=None, limits=(-25000.0, 25000.0), doc="Vertical (µm)")
+    z = Cpt(SimAxis, advance=None, limits=(-25000.0, 25000.0), doc="Along the beam (µm)")
+
+    def __init__(self, prefix: str = "", *, advance: Callable[[float], None], **kwargs):
+        self._advance_fn = advance
+        super().__init__(prefix, **kwargs)
+        for axis in (self.x, self.y, self.z):
+            axis._advance = advance
+
+
+class SimRotation(SimAxis):
+    """Rotation stage (degrees)."""
+
+
+class SimShutter(Device):
+    """Fast shutter: ``set("open")`` or ``set("close")``."""
+
+    state = Cpt(Signal, value="open", kind="normal", doc="'open' or 'close'")
+
+    def __init__(self, prefix: str = "", *, advance: Callable[[float], None], **kwargs):
+        super().__init__(prefix, **kwargs)
+        self._advance = advance
+        self.state.name = self.name
+
+    @property
+    def is_open(self) -> bool:
+        """True when the shutter lets the beam through."""
+        return self.state.get() == "open"
+
+    def set(self, value: str) -> Status:
+        if value not in ("open", "close"):
+            return _failed(self, ValueError(
+                f"{self.name}: expected 'open' or 'close', got {value!r}"))
+        self._advance(0.05)
+        self.state.put(value)
+        return _done(self)
+
+
+class SimMonochromator(Device):
+    """Energy (eV) that also moves zone plate and detector to keep focus and magnification."""
+
+    energy_ev = Cpt(Signal, value=8333.0, kind="hinted", doc="Photon energy (eV)")
+    zoneplate_z_mm = Cpt(Signal, value=0.0, kind="normal", doc="Sample to zone plate (mm)")
+    detector_z_mm = Cpt(Signal, value=0.0, kind="normal", doc="Zone plate to detector (mm)")
+    magnification = Cpt(Signal, value=50.0, kind="config", doc="Kept constant on energy moves")
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        advance: Callable[[float], None],
+        limits_ev: tuple[float, float] = (4500.0, 12000.0),
+        move_s: float = 0.3,
+        **kwargs,
+    ):
+        super().__init__(prefix, **kwargs)
+        self._advance = advance
+        self._limits = limits_ev
+        self._move_s = move_s
+        self._update_focus(float(self.energy_ev.get()))
+
+    def _update_focus(self, energy_ev: float) -> None:
+        p_mm, q_mm = focus_positions_mm(energy_ev, float(self.magnification.get()))
+        self.zoneplate_z_mm.put(float(p_mm))
+        self.detector_z_mm.put(float(q_mm))
+
+    @property
+    def position(self) -> float:
+        """Current energy (eV)."""
+        return float(self.energy_ev.get())
+
+    def set(self, energy_ev: float) -> Status:
+        energy_ev = float(energy_ev)
+        low, high = self._limits
+        if not low <= energy_ev <= high:
+            return _failed(self, ValueError(
+                f"{self.name}: energy {energy_ev} eV outside [{low}, {high}] eV"))
+        self._advance(self._move_s)
+        self.energy_ev.put(energy_ev)
+        self._update_focus(energy_ev)
+        return _done(self)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Nothing to stop."""
+
+
+class SimHeater(Device):
+    """Temperature controller: ``set(temperature_c)`` finishes when the sample has settled.
+
+    Reading gives the thermocouple (noisy, lagging the heater as a real one does).
+    """
+
+    temperature_c = Cpt(Signal, value=25.0, kind="hinted", doc="Thermocouple reading (°C)")
+    setpoint_c = Cpt(Signal, value=25.0, kind="normal", doc="Final setpoint (°C)")
+    target_c = Cpt(Signal, value=25.0, kind="normal", doc="Ramped setpoint now (°C)")
+    ramp_rate_c_per_min = Cpt(Signal, value=5.0, kind="config", doc="Ramp rate (°C/min)")
+    tolerance_c = Cpt(Signal, value=1.0, kind="config", doc="Done when within (°C)")
+    settle_s = Cpt(Signal, value=30.0, kind="config", doc="... for this long (s)")
+    max_temperature_c = Cpt(Signal, value=450.0, kind="config", doc="Highest setpoint (°C)")
+
+    def __init__(self, prefix: str = "", *, world: Any, step_s: float = 5.0,
+                 timeout_s: float = 6 * 3600.0, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self._world = world
+        self._step_s = step_s
+        self._timeout_s = timeout_s
+        self.ramp_rate_c_per_min.subscribe(self._on_rate, run=False)
+
+    def _on_rate(self, value: float, **kwargs) -> None:
+        self._world.heater.ramp_rate_c_per_min = float(value)
+
+    def _refresh(self) -> None:
+        heater = self._world.heater
+        self.temperature_c.put(float(heater.thermocouple_c()))
+        self.target_c.put(float(heater.target_c))
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        self._refresh()
+        return super().read()
+
+    @property
+    def position(self) -> float:
+        """Sample temperature as read by the thermocouple (°C)."""
+        self._refresh()
+        return float(self.temperature_c.get())
+
+    def set(self, temperature_c: float) -> Status:
+        temperature_c = float(temperature_c)
+        ceiling = float(self.max_temperature_c.get())
+        if not -50.0 <= temperature_c <= ceiling:
+            return _failed(self, ValueError(
+                f"{self.name}: setpoint {temperature_c} C outside [-50, {ceiling}] C"))
+        heater = self._world.heater
+        heater.output_on = True
+        heater.ramp_rate_c_per_min = float(self.ramp_rate_c_per_min.get())
+        heater.setpoint_c = temperature_c
+        self.setpoint_c.put(temperature_c)
+        tolerance = float(self.tolerance_c.get())
+        settle_s = float(self.settle_s.get())
+        elapsed = settled = 0.0
+        while settled < settle_s:
+            self._world.advance(self._step_s)
+            elapsed += self._step_s
+            near = abs(heater.temperature_c - temperature_c) <= tolerance
+            settled = settled + self._step_s if near else 0.0
+            if elapsed > self._timeout_s:
+                return _failed(self, TimeoutError(
+                    f"{self.name}: did not settle at {temperature_c} C within {self._timeout_s} s"))
+        self._refresh()
+        return _done(self)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Hold the present target so the heater does not keep ramping."""
+        heater = self._world.heater
+        heater.setpoint_c = float(heater.target_c)
+
+
+class SimClockDevice(Device):
+    """The simulated beamline clock: read the time (s); ``set(duration_s)`` waits that long."""
+
+    time_s = Cpt(Signal, value=0.0, kind="hinted", doc="Simulated time since start (s)")
+
+    def __init__(self, prefix: str = "", *, world: Any, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self._world = world
+        self.time_s.name = self.name + "_time_s"
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        self.time_s.put(float(self._world.clock.now()))
+        return super().read()
+
+    @property
+    def position(self) -> float:
+        return float(self._world.clock.now())
+
+    def set(self, duration_s: float) -> Status:
+        duration_s = float(duration_s)
+        if duration_s < 0:
+            return _failed(self, ValueError(f"{self.name}: cannot wait {duration_s} s"))
+        self._world.advance(duration_s)
+        return _done(self)
+
+
+class SimRingCurrent(Device):
+    """Storage-ring current (mA)."""
+
+    current_ma = Cpt(Signal, value=400.0, kind="hinted", doc="Ring current (mA)")
+
+    def __init__(self, prefix: str = "", *, world: Any, **kwargs):
+        super().__init__(prefix, **kwargs)
+        self._world = world
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        self.current_ma.put(float(self._world.ring_current_ma()))
+        return super().read()
+
+
+class SimCamera(Device):
+    """Area detector rendering frames from the world; frames go to HDF5 files.
+
+    One file per staging (normally one run); datasets ``/entry/data/dark``,
+    ``/entry/data/flat`` and ``/entry/data/data`` keep the frame types apart, each with its
+    own Resource document, so every stream of a run maps onto one contiguous dataset.
+    Recent frames are also kept in memory for :meth:`frame_lookup` (the live publisher).
+    """
+
+    image = Cpt(Signal, value="", kind="normal", doc="Datum id of the last frame")
+    exposure_s = Cpt(Signal, value=0.5, kind="config", doc="Exposure time (s)")
+    readout_s = Cpt(Signal, value=0.05, kind="config", doc="Readout dead time (s)")
+    frame_type = Cpt(Signal, value="data", kind="config", doc="'dark', 'flat' or 'data'")
+
+    FRAME_TYPES = ("dark", "flat", "data")
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        world: Any,
+        mono: SimMonochromator,
+        sample_stage: SimSampleStage,
+        shutter: SimShutter,
+        rotation: SimRotation,
+        data_dir: str | os.PathLike,
+        sample_in_tolerance_um: float = 500.0,
+        cache_frames: int = 512,
+        **kwargs,
+    ):
+        super().__init__(prefix, **kwargs)
+        self._world = world
+        self._mono, self._stage = mono, sample_stage
+        self._shutter, self._rotation = shutter, rotation
+        self._data_dir = Path(data_dir)
+        self._tolerance_um = sample_in_tolerance_um
+        self._sample_home_um = (0.0, 0.0)
+        self._file: h5py.File | None = None
+        self._resources: dict[str, dict[str, Any]] = {}
+        self._counts: dict[str, int] = {}
+        self._asset_docs: deque[tuple[str, dict[str, Any]]] = deque()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_frames = cache_frames
+        self._lock = threading.Lock()
+        self.image.name = self.name + "_image"
+
+    # -- staging: one HDF5 file per stage --------------------------------------------------
+    def stage(self) -> list[Any]:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        path = self._data_dir / f"{self.name}_{uuid.uuid4().hex}.h5"
+        height, width = self._world.frame_shape
+        self._file = h5py.File(path, "w", libver="latest")
+        for kind in self.FRAME_TYPES:
+            self._file.create_dataset(
+                f"/entry/data/{kind}", shape=(0, height, width), maxshape=(None, height, width),
+                dtype="<u2", chunks=(1, height, width),
+            )
+        self._file.swmr_mode = True
+        self._resources, self._counts = {}, dict.fromkeys(self.FRAME_TYPES, 0)
+        self._sample_home_um = (self._stage.x.position, self._stage.y.position)
+        return super().stage()
+
+    def unstage(self) -> list[Any]:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return super().unstage()
+
+    def _resource_for(self, kind: str) -> dict[str, Any]:
+        if kind not in self._resources:
+            assert self._file is not None
+            resource = {
+                "uid": str(uuid.uuid4()),
+                "spec": "AD_HDF5",
+                "root": "/",
+                "resource_path": str(Path(self._file.filename).resolve()),
+                "resource_kwargs": {"dataset": f"/entry/data/{kind}"},
+                "path_semantics": "posix",
+            }
+            self._resources[kind] = resource
+            self._asset_docs.append(("resource", resource))
+        return self._resources[kind]
+
+    # -- acquisition ----------------------------------------------------------------------
+    def _render(self, exposure_s: float) -> np.ndarray:
+        dx = self._stage.x.position - self._sample_home_um[0]
+        dy = self._stage.y.position - self._sample_home_um[1]
+        sample_in = abs(dx) < self._tolerance_um and abs(dy) < self._tolerance_um
+        return self._world.render_frame(
+            self._mono.position,
+            exposure_s=exposure_s,
+            sample_in=sample_in,
+            shutter_open=self._shutter.is_open,
+            theta_deg=self._rotation.position,
+            sample_xy_um=(dx, dy) if sample_in else (0.0, 0.0),
+        )
+
+    def trigger(self) -> Status:
+        kind = self.frame_type.get()
+        if kind not in self.FRAME_TYPES:
+            return _failed(self, ValueError(f"{self.name}: unknown frame_type {kind!r}"))
+        exposure_s = float(self.exposure_s.get())
+        self._world.advance(exposure_s)
+        frame = self._render(exposure_s)
+        self._world.advance(float(self.readout_s.get()))
+        if self._file is None:
+            # Not staged: keep the frame in memory only.
+            datum_id = f"unstaged/{uuid.uuid4().hex}"
+        else:
+            resource = self._resource_for(kind)
+            dataset = self._file[f"/entry/data/{kind}"]
+            index = self._counts[kind]
+            dataset.resize(index + 1, axis=0)
+            dataset[index] = frame
+            dataset.flush()
+            self._counts[kind] = index + 1
+            datum_id = f"{resource['uid']}/{index}"
+            self._asset_docs.append(("datum", {
+                "datum_id": datum_id, "resource": resource["uid"],
+                "datum_kwargs": {"point_number": index},
+            }))
+        with self._lock:
+            self._cache[datum_id] = frame
+            while len(self._cache) > self._cache_frames:
+                self._cache.popitem(last=False)
+        self.image.put(datum_id)
+        return _done(self)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        description = super().describe()
+        height, width = self._world.frame_shape
+        description[self.image.name].update(
+            shape=[height, width], dtype="array", dtype_numpy="<u2", external="FILESTORE:",
+        )
+        return description
+
+    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        while self._asset_docs:
+            yield self._asset_docs.popleft()
+
+    def frame_lookup(self, datum_id: str) -> np.ndarray | None:
+        """The frame behind ``datum_id`` if it is still in the in-memory cache."""
+        with self._lock:
+            return self._cache.get(datum_id)

@@ -1,0 +1,370 @@
+"""The analysis service: subscribe to frames, fit every sweep, write and publish maps.
+
+Run as its own process (``thermoxanes analyze``). For each sweep (one bluesky run) it
+feeds darks, flats and sample frames to a :class:`SweepAccumulator` as they arrive; when
+the run's stop document comes it finishes the fit and writes, under ``out_dir``:
+
+- ``maps/sweep_NNN.h5``: the maps (``XanesMaps.to_hdf5``), with the run uid, series uid,
+  sweep index and mean temperature as attributes;
+- ``figures/valence_sweep_NNN.png``, ``figures/differential_sweep_NNN.png`` (against the
+  previous sweep of the series) and ``figures/histogram_evolution.png``;
+- ``summary.json``: one entry per sweep (temperature, mean edge energy, mean valence, and
+  the RMS error against a ground-truth map when one is available in ``truth_dir``).
+
+A sweep with frames missing in transit is marked incomplete and not fitted: a map never
+mixes two sweeps or fills holes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from thermoxanes.analysis.accumulator import SweepAccumulator
+from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.differential import differential_map
+from thermoxanes.analysis.maps import XanesMaps
+from thermoxanes.streaming.protocol import DocumentMessage, FrameMessage
+from thermoxanes.streaming.publisher import Publisher
+from thermoxanes.streaming.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+#: Map arrays sent in every map-update message.
+PUBLISHED_MAPS = ("valence", "valence_sigma", "edge_energy", "edge_energy_sigma",
+                  "whiteline_energy", "edge_jump", "mask")
+
+
+def _suffix_value(data: dict[str, Any], suffix: str) -> float | None:
+    for key, value in data.items():
+        if key.endswith(suffix) and isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+@dataclass
+class _Sweep:
+    """What the service knows of one run while it arrives."""
+
+    run_uid: str
+    start: dict[str, Any]
+    streams: dict[str, str] = field(default_factory=dict)  # descriptor uid -> stream name
+    accumulator: SweepAccumulator | None = None
+    temperatures_c: list[float] = field(default_factory=list)
+    times_s: list[float] = field(default_factory=list)
+    n_frames: int = 0
+    first_frame_at: float | None = None
+    error: str | None = None
+
+    @property
+    def sweep_index(self) -> int:
+        return int(self.start.get("sweep_index", 0))
+
+    @property
+    def series_uid(self) -> str | None:
+        return self.start.get("series_uid")
+
+
+class AnalysisService:
+    """Fit sweeps arriving over the wire protocol.
+
+    Parameters
+    ----------
+    endpoint : str
+        Publisher endpoint of the acquisition (e.g. ``tcp://127.0.0.1:5577``).
+    out_dir : path
+        Where maps, figures and ``summary.json`` go.
+    maps_endpoint : str, optional
+        Bind a publisher there and send a map update after every sweep.
+    config : FitConfig, optional
+        Fit settings.
+    truth_dir : path, optional
+        Folder with ``<run_uid>.h5`` files holding a ``valence`` ground-truth map (written
+        by the simulator); if present the summary gets the RMS error against it.
+    snapshot_endpoint : str, optional
+        The publisher's snapshot endpoint, to join a sweep in progress.
+    figures : bool
+        Write PNG figures.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        out_dir: str | Path,
+        *,
+        maps_endpoint: str | None = None,
+        config: FitConfig | None = None,
+        truth_dir: str | Path | None = None,
+        snapshot_endpoint: str | None = None,
+        figures: bool = True,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.maps_dir = self.out_dir / "maps"
+        self.figures_dir = self.out_dir / "figures"
+        self.maps_dir.mkdir(parents=True, exist_ok=True)
+        if figures:
+            self.figures_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config or FitConfig()
+        self.truth_dir = Path(truth_dir) if truth_dir else None
+        self.figures = figures
+        self.subscriber = Subscriber(endpoint, snapshot_endpoint=snapshot_endpoint)
+        self.map_publisher = Publisher(maps_endpoint) if maps_endpoint else None
+        self._sweeps: dict[str, _Sweep] = {}
+        self._previous: dict[str | None, tuple[XanesMaps, int]] = {}
+        self._history: list[tuple[np.ndarray, float, str]] = []
+        self.summary: list[dict[str, Any]] = []
+        self.messages = 0
+
+    # -- message handling -----------------------------------------------------------------
+    def handle(self, message: Any) -> dict[str, Any] | None:
+        """Process one message; returns the summary entry when a sweep finished."""
+        self.messages += 1
+        if isinstance(message, DocumentMessage):
+            return self._handle_document(message.name, message.doc)
+        if isinstance(message, FrameMessage):
+            self._handle_frame(message)
+        return None
+
+    def _handle_document(self, name: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if name == "start":
+            self._sweeps[doc["uid"]] = _Sweep(run_uid=doc["uid"], start=doc)
+            log.info("sweep %s started (run %s)", doc.get("sweep_index"), doc["uid"][:8])
+        elif name == "descriptor":
+            sweep = self._sweeps.get(doc.get("run_start"))
+            if sweep is not None:
+                sweep.streams[doc["uid"]] = doc.get("name", "")
+        elif name == "event":
+            for sweep in self._sweeps.values():
+                if sweep.streams.get(doc.get("descriptor")) == "primary":
+                    data = doc.get("data", {})
+                    temp = _suffix_value(data, "temperature_c")
+                    if temp is not None:
+                        sweep.temperatures_c.append(temp)
+                    t = _suffix_value(data, "time_s")
+                    if t is not None:
+                        sweep.times_s.append(t)
+                    break
+        elif name == "stop":
+            sweep = self._sweeps.pop(doc.get("run_start"), None)
+            if sweep is not None:
+                return self._finish(sweep, doc)
+        return None
+
+    def _handle_frame(self, message: FrameMessage) -> None:
+        header = message.header
+        sweep = self._sweeps.get(header.get("run_uid"))
+        if sweep is None or sweep.error:
+            return
+        frame = message.array
+        try:
+            if sweep.accumulator is None:
+                energies = sweep.start.get("energies_ev")
+                if not energies:
+                    raise ValueError("start document has no energies_ev")
+                sweep.accumulator = SweepAccumulator(
+                    np.asarray(energies, dtype=np.float64), frame.shape, self.config)
+                sweep.first_frame_at = time.monotonic()
+            stream = header.get("stream")
+            energy = header.get("energy_ev")
+            if stream == "dark":
+                sweep.accumulator.add_dark(frame)
+            elif stream == "flat":
+                sweep.accumulator.add_flat(frame, energy_ev=energy)
+            elif stream == "primary":
+                if energy is None:
+                    raise ValueError("sample frame without energy_ev in its header")
+                sweep.accumulator.add_frame(frame, energy_ev=energy)
+            sweep.n_frames += 1
+        except ValueError as exc:
+            sweep.error = str(exc)
+            log.error("sweep %d (run %s): %s", sweep.sweep_index, sweep.run_uid[:8], exc)
+
+    # -- finishing a sweep ----------------------------------------------------------------
+    def _finish(self, sweep: _Sweep, stop: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.monotonic()
+        gaps = self.subscriber.run_info(sweep.run_uid)
+        entry: dict[str, Any] = {
+            "sweep_index": sweep.sweep_index,
+            "run_uid": sweep.run_uid,
+            "series_uid": sweep.series_uid,
+            "exit_status": stop.get("exit_status"),
+            "setpoint_c": sweep.start.get("setpoint_c"),
+            "temperature_c": float(np.mean(sweep.temperatures_c)) if sweep.temperatures_c
+            else None,
+            "time_s": float(np.mean(sweep.times_s)) if sweep.times_s else None,
+            "n_frames": sweep.n_frames,
+            "complete": False,
+        }
+        problem = sweep.error
+        if problem is None and not gaps.complete:
+            problem = (f"{gaps.missed_messages} messages missing in transit"
+                       + (" (joined late)" if gaps.joined_late else ""))
+        if problem is None and sweep.accumulator is None:
+            problem = "no frames received"
+        maps = None
+        if problem is None:
+            try:
+                maps = sweep.accumulator.finish()
+            except ValueError as exc:
+                problem = str(exc)
+        if maps is None:
+            entry["problem"] = problem
+            log.warning("sweep %d not fitted: %s", sweep.sweep_index, problem)
+            self._record(entry)
+            return entry
+        entry["complete"] = True
+        entry["fit_latency_s"] = time.monotonic() - t0
+        entry.update(self._statistics(maps))
+        entry["report"] = sweep.accumulator.report
+        stem = f"sweep_{sweep.sweep_index:03d}"
+        maps_path = self.maps_dir / f"{stem}.h5"
+        maps.to_hdf5(maps_path, attrs={
+            "run_uid": sweep.run_uid, "series_uid": sweep.series_uid or "",
+            "sweep_index": sweep.sweep_index,
+            "temperature_c": entry["temperature_c"] if entry["temperature_c"] is not None
+            else np.nan,
+        })
+        entry["maps_file"] = str(maps_path.relative_to(self.out_dir))
+        truth = self._truth(sweep.run_uid)
+        if truth is not None:
+            both = maps.mask & np.isfinite(truth) & np.isfinite(maps.valence)
+            error = maps.valence[both].astype(np.float64) - truth[both]
+            entry["truth_mean_valence"] = float(truth[both].mean()) if both.any() else None
+            entry["valence_rms_error"] = float(np.sqrt(np.mean(error**2))) if both.any() else None
+            entry["valence_bias"] = float(error.mean()) if both.any() else None
+        previous = self._previous.get(sweep.series_uid)
+        diff = None
+        if previous is not None and previous[0].shape == maps.shape:
+            diff = differential_map(previous[0], maps, "valence")
+            values = diff.delta[diff.mask]
+            entry["differential"] = {
+                "against_sweep": previous[1],
+                "mean_delta_valence": float(values.mean()) if values.size else None,
+                "fraction_significant_oxidation": float(np.mean(diff.z[diff.mask] > 3.0))
+                if values.size else None,
+                "fraction_significant_reduction": float(np.mean(diff.z[diff.mask] < -3.0))
+                if values.size else None,
+            }
+        self._previous[sweep.series_uid] = (maps, sweep.sweep_index)
+        label = f"sweep {sweep.sweep_index}"
+        self._history.append((maps.valence, entry["temperature_c"] or np.nan, label))
+        if self.figures:
+            self._figures(stem, maps, diff, entry)
+        self._publish(sweep, maps, diff, entry)
+        self._record(entry)
+        log.info("sweep %d fitted: mean valence %.3f", sweep.sweep_index, entry["mean_valence"])
+        return entry
+
+    @staticmethod
+    def _statistics(maps: XanesMaps) -> dict[str, Any]:
+        mask = maps.mask
+        n = int(mask.sum())
+
+        def mean(a: np.ndarray) -> float | None:
+            values = a[mask & np.isfinite(a)]
+            return float(values.mean()) if values.size else None
+
+        return {
+            "n_pixels": n,
+            "mean_edge_energy_ev": mean(maps.edge_energy),
+            "mean_whiteline_energy_ev": mean(maps.whiteline_energy),
+            "mean_valence": mean(maps.valence),
+            "std_valence": float(np.nanstd(maps.valence[mask])) if n else None,
+            "median_valence_sigma": float(np.nanmedian(maps.valence_sigma[mask])) if n else None,
+        }
+
+    def _truth(self, run_uid: str) -> np.ndarray | None:
+        if self.truth_dir is None:
+            return None
+        path = self.truth_dir / f"{run_uid}.h5"
+        for _ in range(20):  # the writer may still be closing the file
+            if path.exists():
+                try:
+                    with h5py.File(path, "r") as fh:
+                        return fh["valence"][()].astype(np.float64)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return None
+
+    def _figures(self, stem: str, maps: XanesMaps, diff: Any, entry: dict[str, Any]) -> None:
+        from thermoxanes.streaming import figures
+
+        temp = entry["temperature_c"]
+        title = f"sweep {entry['sweep_index']}" + (f", {temp:.0f} °C" if temp is not None else "")
+        figures.valence_map_png(self.figures_dir / f"valence_{stem}.png", maps.valence,
+                                title=title)
+        if diff is not None:
+            figures.differential_png(
+                self.figures_dir / f"differential_{stem}.png", diff.delta, diff.z,
+                title=f"{title} minus sweep {entry['differential']['against_sweep']}")
+        figures.histogram_evolution_png(
+            self.figures_dir / "histogram_evolution.png",
+            [h[0] for h in self._history], [h[1] for h in self._history],
+            [h[2] for h in self._history])
+
+    def _publish(self, sweep: _Sweep, maps: XanesMaps, diff: Any, entry: dict[str, Any]) -> None:
+        if self.map_publisher is None:
+            return
+        arrays = {name: getattr(maps, name) for name in PUBLISHED_MAPS}
+        if diff is not None:
+            arrays["differential_valence"] = diff.delta
+            arrays["differential_z"] = diff.z
+        header = {k: v for k, v in entry.items() if k != "report"}
+        header["run_uid"] = sweep.run_uid
+        self.map_publisher.send_map_update(header, arrays)
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        self.summary.append(entry)
+        tmp = self.out_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps({"sweeps": self.summary}, indent=2, default=float))
+        tmp.replace(self.out_dir / "summary.json")
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        max_sweeps: int | None = None,
+        idle_timeout_s: float | None = None,
+        ready_file: str | Path | None = None,
+    ) -> list[dict[str, Any]]:
+        """Receive and process until ``max_sweeps`` sweeps ended or nothing came for
+        ``idle_timeout_s`` seconds (``None``: run until interrupted).
+
+        ``ready_file`` is created once the first message (normally a heartbeat) arrived,
+        i.e. once the subscription is live.
+        """
+        last = time.monotonic()
+        ready = False
+        try:
+            while max_sweeps is None or len(self.summary) < max_sweeps:
+                message = self.subscriber.recv(timeout_s=0.5)
+                now = time.monotonic()
+                if message is None:
+                    if idle_timeout_s is not None and now - last > idle_timeout_s:
+                        log.info("no message for %.0f s: stopping", idle_timeout_s)
+                        break
+                    continue
+                last = now
+                if not ready and ready_file is not None:
+                    Path(ready_file).write_text("ready\n")
+                    ready = True
+                self.handle(message)
+        finally:
+            self.close()
+        return self.summary
+
+    def close(self) -> None:
+        """Close sockets (flushing the last map update)."""
+        if self.map_publisher is not None:
+            self.map_publisher.flush(timeout_s=5.0)
+            self.map_publisher.close()
+            self.map_publisher = None
+        self.subscriber.close()
