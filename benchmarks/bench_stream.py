@@ -231,8 +231,22 @@ def _bs_receiver(q: Any, ready: Any, out_address: str, n: int) -> None:
 # ----------------------------------------------------------------------------- runners
 
 
-def _get(q: Any, tag: str, timeout_s: float = 180) -> tuple:
-    msg = q.get(timeout=timeout_s)
+def _get(q: Any, tag: str, timeout_s: float = 180, procs: tuple = ()) -> tuple:
+    """Wait for a tagged result; fail fast if one of ``procs`` died."""
+    import queue
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            msg = q.get(timeout=0.5)
+            break
+        except queue.Empty as exc:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                name, code = dead[0].name, dead[0].exitcode
+                raise RuntimeError(f"{name} died with exit code {code}") from exc
+            if time.monotonic() > deadline:
+                raise
     assert msg[0] == tag, msg
     return msg
 
@@ -257,8 +271,8 @@ def run_raw(n: int, size: int) -> dict:
     pr.start()
     time.sleep(0.3)
     go.set()
-    _, t0, _ = _get(qs, "sent")
-    _, got, t_last = _get(qr, "received")
+    _, t0, _ = _get(qs, "sent", procs=(ps, pr))
+    _, got, t_last = _get(qr, "received", procs=(ps, pr))
     ps.join(30)
     pr.join(30)
     return _rate(n, got, t0, t_last, size * size * 2)
@@ -274,8 +288,8 @@ def run_thermoxanes(n: int, size: int) -> dict:
     pr.start()
     ready.wait(60)
     go.set()
-    _, t0, _, dropped = _get(qs, "sent")
-    _, got, t_last, missed = _get(qr, "received")
+    _, t0, _, dropped = _get(qs, "sent", procs=(ps, pr))
+    _, got, t_last, missed = _get(qr, "received", procs=(ps, pr))
     done.set()
     ps.join(30)
     pr.join(30)
@@ -294,8 +308,8 @@ def run_bluesky(n: int, size: int) -> dict:
     pr.start()
     ps = SPAWN.Process(target=_bs_sender, args=(qs, ready, in_addr, n, size))
     ps.start()
-    _, t0, _ = _get(qs, "sent")
-    _, got, t_last = _get(qr, "received")
+    _, t0, _ = _get(qs, "sent", procs=(ps, pr, pp))
+    _, got, t_last = _get(qr, "received", procs=(ps, pr, pp))
     ps.join(30)
     pr.join(30)
     pp.terminate()
@@ -424,8 +438,9 @@ def run_paced(n: int, size: int, rate: float, hwm: int, rcvhwm: int, stall_at_s:
     go.set()
     timeout = n / rate + stall_s + 120
     (_, t0, t_end, send_times, call_max, behind, rss_base, rss_peak, ru_max, dropped,
-     queue_peak) = _get(qs, "sent", timeout)
-    _, got, gaps, missed, malformed, run_gaps, lat = _get(qr, "received", timeout)
+     queue_peak) = _get(qs, "sent", timeout, procs=(ps, pr))
+    _, got, gaps, missed, malformed, run_gaps, lat = _get(qr, "received", timeout,
+                                                          procs=(ps, pr))
     done.set()
     ps.join(30)
     pr.join(30)
@@ -475,7 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stall-s", type=float, default=10.0, help="subscriber stall, s")
     ap.add_argument("--hwm", type=int, default=50,
                     help="publisher hwm / subscriber rcvhwm in the stall test (messages)")
-    ap.add_argument("--repeat", type=int, default=2, help="throughput repetitions (best kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput repetitions (best kept)")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["raw", "thermoxanes", "bluesky", "steady", "stall"])
     args = ap.parse_args(argv)

@@ -312,3 +312,30 @@ def test_no_zmtp_heartbeats_on_sub_socket():
     are used instead."""
     with Subscriber("tcp://127.0.0.1:1") as sub:
         assert sub._sub.getsockopt(zmq.HEARTBEAT_IVL) == 0
+
+
+def test_recv_with_zero_timeout_polls(pair):
+    pub, sub = pair
+    pub.send_frame(np.zeros(3, np.uint8), run_uid=None, stream="primary")
+    assert pub.flush(5)
+    deadline = time.monotonic() + 5
+    got = None
+    while got is None and time.monotonic() < deadline:
+        msg = sub.recv(0)
+        if isinstance(msg, FrameMessage):
+            got = msg
+        elif msg is None:
+            time.sleep(0.01)
+    assert got is not None
+
+
+def test_copy_frames_option():
+    frame = np.zeros((4, 4), np.uint16)
+    with Publisher(ANY_PORT, heartbeat_s=0.05, copy_frames=True) as pub:
+        with Subscriber(pub.endpoint) as sub:
+            wait_ready(sub)
+            with pub._cond:  # hold the sender thread off while we reuse the buffer
+                pub.send_frame(frame, run_uid=None, stream="primary")
+                frame[:] = 7
+            (msg,) = collect(sub, 1)
+            assert not msg.array.any()

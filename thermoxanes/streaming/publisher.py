@@ -107,6 +107,9 @@ class Publisher:
         Streams whose events and frames late joiners receive in the snapshot.
     allow_insecure_remote : bool
         Permit binding a non-loopback address without CURVE.
+    copy_frames : bool
+        Copy each frame when it is queued (for cameras that reuse their buffers);
+        by default frames are sent without copying and must not be modified.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class Publisher:
         stats_interval_s: float = 1.0,
         snapshot_streams: tuple[str, ...] = ("dark", "flat"),
         allow_insecure_remote: bool = False,
+        copy_frames: bool = False,
     ) -> None:
         if hwm < 1:
             raise ValueError("hwm must be at least 1")
@@ -145,6 +149,7 @@ class Publisher:
         self.max_queue_bytes = int(max_queue_bytes)
         self.stats_interval_s = float(stats_interval_s)
         self.snapshot_streams = tuple(snapshot_streams)
+        self.copy_frames = bool(copy_frames)
         self.max_documents_queued = max(10 * self.hwm, 10_000)
 
         self._ctx = zmq.Context()
@@ -512,7 +517,7 @@ class Publisher:
         extra: dict[str, Any],
         retain: bool | None = None,
     ) -> bool:
-        arr = np.asarray(array)
+        arr = np.array(array, copy=True) if self.copy_frames else np.asarray(array)
 
         def build(seq: int) -> list[Any]:
             return encode_frame(

@@ -207,6 +207,8 @@ class Subscriber:
                 msg = self._pending.popleft()
                 self._stats["delivered"] += 1
                 return msg
+            if self._dealer is None and self._drain_one():
+                continue
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return None
@@ -215,8 +217,8 @@ class Subscriber:
                 self._poll_snapshot(wait_ms)
                 continue
             if self._sub.poll(wait_ms, zmq.POLLIN):
-                self._drain_one()
-            elif (
+                continue
+            if (
                 self.reconnect_after_s is not None
                 and time.monotonic() - self._last_rx > self.reconnect_after_s
             ):
@@ -292,14 +294,16 @@ class Subscriber:
                 log.warning("malformed message ignored: %s", self.last_error)
             return None
 
-    def _drain_one(self) -> None:
+    def _drain_one(self) -> bool:
+        """Receive one message without waiting; return whether there was one."""
         try:
             parts = self._sub.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            return
+            return False
         msg = self._decode(parts)
         if msg is not None and self._accept(msg):
             self._pending.append(msg)
+        return True
 
     def _poll_snapshot(self, wait_ms: int) -> None:
         """While the snapshot is pending: hold live messages, collect the snapshot."""
