@@ -1,8 +1,11 @@
 """Live accumulation of one XANES sweep, frame by frame, in any energy order.
 
 Each sample frame is dark/flat corrected, registered and added to per-pixel weighted sums
-as soon as its flat is there, so that :meth:`SweepAccumulator.finish` only has to read the
-sums and the frames around the edge. Repeated frames at one energy are averaged (and
+as soon as its flat is there. Each read-out is computed as soon as every frame it
+depends on is in (white line: pre-edge and white-line windows; valence: pre-edge and
+linear-combination windows; edge energy: pre-edge, edge and post-edge windows), and
+again only if one of those frames changes; :meth:`SweepAccumulator.finish` then only
+computes what is left (in an ascending sweep: the edge jump, mask and edge energy). Repeated frames at one energy are averaged (and
 reported); a flat or dark arriving after its frames were used replaces their
 contribution exactly (the sums are linear: the old contribution is subtracted).
 """
@@ -15,11 +18,22 @@ import numpy as np
 
 from thermoxanes.analysis.config import FitConfig
 from thermoxanes.analysis.correction import correct_counts
-from thermoxanes.analysis.fit import maps_from_out, plan_kernel_args
+from thermoxanes.analysis.fit import maps_from_out
 from thermoxanes.analysis.fit_kernels import (
     N_OUT,
+    OUT_EDGE,
+    OUT_EDGE_S,
+    OUT_JUMP,
+    OUT_JUMP_S,
+    OUT_VAL,
+    OUT_VAL_S,
+    OUT_WL,
+    OUT_WL_S,
     _accumulate_frame_kernel,
-    _finish_frames_kernel,
+    _edge_kernel,
+    _lines_kernel,
+    _valence_kernel,
+    _whiteline_kernel,
 )
 from thermoxanes.analysis.fit_plan import N_ACC, make_plan
 from thermoxanes.analysis.maps import XanesMaps
@@ -113,6 +127,21 @@ class SweepAccumulator:
         self._registered: set[int] = set()
         self._dtype_saturation = np.inf
         self._bad_flat = np.zeros(shape, dtype=bool)
+        plan = self.plan
+        blk = np.arange(plan.blk_lo, plan.blk_hi)
+        pre, post = set(plan.pre_index.tolist()), set(plan.post_index.tolist())
+        self._deps = {
+            "edge": pre | post | set(blk[plan.edge_lo:plan.edge_hi + 1].tolist()),
+            "wl": pre | set(blk[plan.wl_lo:plan.wl_hi + 1].tolist()),
+            "val": pre | set(plan.lcf_index.tolist()),
+        }
+        self._dirty = {"edge", "wl", "val"}
+        self._out = np.full((N_OUT, *shape), np.nan, dtype=np.float32)
+        self._sv = np.ones(shape)
+        self._mask = np.zeros(shape, dtype=bool)
+        self._all = np.ones(shape, dtype=bool)
+        self._e_blk = plan.energies_ev[plan.blk_lo:plan.blk_hi].copy()
+        self._t_blk = plan.t[plan.blk_lo:plan.blk_hi].copy()
         self._n_frames = 0
         self._n_flats = 0
         self._n_darks = 0
@@ -199,7 +228,7 @@ class SweepAccumulator:
         self._bad_flat |= ~(flat_mean - dark > 0) | ~(flat_mean < self._saturation())
         if i in self._used:
             old_mu, old_var = self._used.pop(i)
-            _accumulate_frame_kernel(old_mu, old_var, False, -self._lin[i], -self._var[i],
+            _accumulate_frame_kernel(old_mu, old_var, -self._lin[i], -self._var[i],
                                      -self.plan.in_pre[i], self._acc)
         if self._registration is not None:
             if i not in self._registered:
@@ -211,13 +240,42 @@ class SweepAccumulator:
                 _shift_bilinear(mu, self._shifts[i, 0], self._shifts[i, 1], False, mu_s)
                 _shift_bilinear(var, self._shifts[i, 0], self._shifts[i, 1], True, var_s)
                 mu, var = mu_s, var_s
-        _accumulate_frame_kernel(mu, var, False, self._lin[i], self._var[i],
-                                 self.plan.in_pre[i], self._acc)
+        _accumulate_frame_kernel(mu, var, self._lin[i], self._var[i], self.plan.in_pre[i],
+                                 self._acc)
         self._used[i] = (mu, var)
         k = i - self.plan.blk_lo
         if 0 <= k < self._blk_mu.shape[0]:
             self._blk_mu[k] = mu
             self._blk_var[k] = var
+        for stage, deps in self._deps.items():
+            if i in deps:
+                self._dirty.add(stage)
+        for stage in ("wl", "val", "edge"):
+            if stage in self._dirty and self._deps[stage].issubset(self._used):
+                self._compute(stage)
+
+    def _lines(self) -> None:
+        p = self.plan
+        _lines_kernel(self._acc, p.n_pre, p.pre_st, p.pre_stt, p.jump_k_sigma,
+                      self._out[OUT_JUMP], self._out[OUT_JUMP_S], self._sv, self._mask)
+
+    def _compute(self, stage: str) -> None:
+        """Compute one read-out for every pixel (unmasked; the mask is applied last)."""
+        p = self.plan
+        out = self._out
+        if stage == "edge":
+            self._lines()
+            _edge_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._all,
+                         self._e_blk, self._t_blk, p.norm_e0_ev, p.edge_lo, p.edge_hi,
+                         out[OUT_EDGE], out[OUT_EDGE_S])
+        elif stage == "wl":
+            _whiteline_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._all,
+                              self._t_blk, self._e_blk, p.wl_lo, p.wl_hi, p.wl_method,
+                              p.wl_fit_lo, p.wl_fit_n, p.wl_pinv, p.wl_center_ev,
+                              p.wl_scale_ev, out[OUT_WL], out[OUT_WL_S])
+        else:
+            _valence_kernel(self._acc, self._sv, self._all, out[OUT_VAL], out[OUT_VAL_S])
+        self._dirty.discard(stage)
 
     def _saturation(self) -> float:
         if self.saturation_adu is not None:
@@ -273,12 +331,19 @@ class SweepAccumulator:
             raise ValueError(f"sweep incomplete: missing energies {shown}{more} eV")
         if missing:
             return self._finish_partial()
-        n_h, n_w = self.frame_shape
-        out = np.empty((N_OUT, n_h, n_w), dtype=np.float32)
-        mask = np.empty((n_h, n_w), dtype=np.bool_)
-        _finish_frames_kernel(self._acc, self._blk_mu, self._blk_var, False,
-                              *plan_kernel_args(self.plan), out, mask)
-        return maps_from_out(out, mask, self.plan, self._shifts.copy(), self.config)
+        for stage in ("wl", "val", "edge"):
+            if stage in self._dirty:
+                self._compute(stage)
+        # Jump and mask are current: any later pre- or post-edge frame re-dirties "edge".
+        out = np.empty_like(self._out)
+        for row in range(N_OUT):
+            if row in (OUT_JUMP, OUT_JUMP_S):
+                out[row] = self._out[row]
+            else:
+                np.copyto(out[row], self._out[row])
+                out[row][~self._mask] = np.nan
+        return maps_from_out(out, self._mask.copy(), self.plan, self._shifts.copy(),
+                             self.config)
 
     def _finish_partial(self) -> XanesMaps:
         from thermoxanes.analysis.fit import fit_stack

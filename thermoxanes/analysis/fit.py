@@ -98,6 +98,7 @@ def fit_stack(
     mask = np.empty((n_h, n_w), dtype=np.bool_)
     lin_t = np.ascontiguousarray(plan.lin_coef.T)
     var_t = np.ascontiguousarray(plan.var_coef.T)
-    _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, plan.in_pre, plan.blk_lo,
-                      plan.blk_hi, *plan_kernel_args(plan), out, mask)
+    _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, plan.in_pre,
+                      int(plan.pre_index[0]), plan.blk_lo, plan.blk_hi, *plan_kernel_args(plan),
+                      out, mask)
     return maps_from_out(out, mask, plan, shifts, cfg)

@@ -1,14 +1,21 @@
 """Numba kernels of the per-pixel fit (private; see :mod:`thermoxanes.analysis.fit`).
 
-Small functions over arrays and scalars. A spectrum's linear functionals (pre-edge line,
-edge jump, linear-combination weights) and their variances are accumulated energy by
-energy (``_accumulate_row``); the read-outs are finished per pixel from those sums and
-the block of frames around the edge (``_finish_row``). Variances come either from a
-variance array (Poisson, from raw counts) or, with ``model_var``, from the model
-``var(mu_e) = sigma_pre^2 * exp(mu_e) / <exp(mu)>_pre`` (photon noise with a flat flux).
+Small functions over arrays and scalars, one stage each, working on one row (or one tile
+of a row) of pixels so that the inner loops run over contiguous pixels:
 
-Output rows of ``out`` (float32): edge energy, its sigma, white-line energy, its sigma,
-edge jump, its sigma, valence, its sigma.
+``_accumulate_row``
+    adds one energy to the weighted sums of the linear functionals (pre-edge line, edge
+    jump, linear-combination weights), their variances and the pre-edge scatter;
+``_lines_row``
+    edge jump, its sigma, the pre-edge noise scale and the edge-jump mask;
+``_edge_row``, ``_whiteline_row``, ``_valence_row``
+    the read-outs with their propagated 1-sigma uncertainties.
+
+Variances come either from a variance array (Poisson, from raw counts) or, with
+``model_var``, from the model ``var(mu_e) = sigma_pre^2 exp(mu_e) / <exp(mu)>_pre``
+(photon noise with a flat flux), where ``exp`` is the approximation :func:`_fexp`.
+
+Output rows of ``out`` (float32): see ``OUT_*``.
 """
 
 import numpy as np
@@ -25,24 +32,44 @@ from thermoxanes.analysis.fit_plan import (
     ROW_BETA,
     ROW_EXP,
     ROW_JUMP,
+    ROW_REF,
     ROW_S2,
     T_SCALE_EV,
 )
 
+#: Floating-point licence of the accumulation kernels (no NaN tests there): reassociation
+#: and contraction. The read-out kernels test for NaN and run without fastmath.
+FM = {"contract", "reassoc", "nsz", "arcp"}
 N_OUT = 8
 OUT_EDGE, OUT_EDGE_S, OUT_WL, OUT_WL_S, OUT_JUMP, OUT_JUMP_S, OUT_VAL, OUT_VAL_S = range(N_OUT)
 # Offsets of the variance sums (order of fit_plan.VAR_PAIRS).
 V_AA, V_BB, V_AB, V_JJ, V_JA, V_JB = (N_LIN + i for i in range(6))
 V_A23, V_B23, V_AB23, V_A34, V_B34, V_AB34 = (N_LIN + 6 + i for i in range(6))
 N_TRIG_GRID = 201
+#: Pixels per tile of the one-pass batch kernel (sums of a tile stay in L1 cache).
+TILE = 128
 
 
-@njit(cache=True)
-def _accumulate_row(mu_row, var_row, model_var, lin_c, var_c, in_pre, acc, vtmp):
+@njit(fastmath=FM, cache=True)
+def _fexp(d):
+    """exp(d) as (1 + d/1024)^1024, d clipped to [-20, 20]: relative error < d^2/2000."""
+    if d > 20.0:
+        d = 20.0
+    elif d < -20.0:
+        d = -20.0
+    v = 1.0 + d * (1.0 / 1024.0)
+    for _ in range(10):
+        v = v * v
+    return v
+
+
+@njit(fastmath=FM, cache=True)
+def _accumulate_row(mu_row, var_row, ref_row, model_var, lin_c, var_c, in_pre, acc, vtmp):
     """Add one energy's row of absorbance to the sums ``acc`` (N_ACC, W), in place.
 
     ``in_pre`` is the weight of the pre-edge sums (1 in the pre-edge window, else 0;
-    negated, with negated ``lin_c`` and ``var_c``, to take a row back out).
+    negated, with negated ``lin_c`` and ``var_c``, to take a row back out). ``ref_row``
+    is the per-pixel offset of the pre-edge sums (see ``fit_plan.ROW_REF``).
     """
     w = mu_row.size
     for r in range(lin_c.size):
@@ -54,13 +81,14 @@ def _accumulate_row(mu_row, var_row, model_var, lin_c, var_c, in_pre, acc, vtmp)
     for q in range(var_c.size):
         if var_c[q] != 0.0:
             need_var = True
-    if need_var:
+    if need_var or (model_var and in_pre != 0.0):
         if model_var:
             for x in range(w):
-                vtmp[x] = np.exp(np.float64(mu_row[x]))
+                vtmp[x] = _fexp(mu_row[x] - ref_row[x])
         else:
             for x in range(w):
                 vtmp[x] = var_row[x]
+    if need_var:
         for q in range(var_c.size):
             c = var_c[q]
             if c != 0.0:
@@ -68,14 +96,93 @@ def _accumulate_row(mu_row, var_row, model_var, lin_c, var_c, in_pre, acc, vtmp)
                     acc[N_LIN + q, x] += c * vtmp[x]
     if in_pre != 0.0:
         for x in range(w):
-            m = np.float64(mu_row[x])
-            acc[ROW_S2, x] += in_pre * m * m
-            acc[ROW_EXP, x] += in_pre * np.exp(m)
+            d = mu_row[x] - ref_row[x]
+            acc[ROW_S2, x] += in_pre * d * d
+        if model_var:
+            for x in range(w):
+                acc[ROW_EXP, x] += in_pre * vtmp[x]
 
 
 @njit(cache=True)
-def _wl_d1(method, u, p):
-    """First derivative of peak-model basis function ``p`` at ``u``."""
+def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv, mask):
+    """Edge jump and its sigma, variance scale ``sv`` and mask of one row, in place.
+
+    The row's width is ``jump.size``; ``acc`` may be wider (unused columns).
+    """
+    for x in range(jump.size):
+        a = acc[ROW_ALPHA, x] - acc[ROW_REF, x]
+        b = acc[ROW_BETA, x]
+        ssr = acc[ROW_S2, x] - (n_pre * a * a + 2.0 * a * b * pre_st + b * b * pre_stt)
+        if ssr < 0.0:
+            ssr = 0.0
+        sig2 = ssr / (n_pre - 2.0)
+        s = sig2 / (acc[ROW_EXP, x] / n_pre) if model_var else 1.0
+        sv[x] = s
+        j = acc[ROW_JUMP, x]
+        jump[x] = j
+        jump_s[x] = np.sqrt(acc[V_JJ, x] * s)
+        mask[x] = j > k_sigma * np.sqrt(sig2)
+
+
+@njit(cache=True)
+def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
+              kx, out_e, out_s):
+    """First rise of ``(mu - pre) / jump`` through 0.5 in the edge window, and its sigma.
+
+    ``blk_mu`` (n_blk, W) holds the block of energies around the edge; ``kx`` (W,) int64
+    is scratch. A NaN met before the crossing makes the pixel's edge energy NaN.
+    """
+    w = blk_mu.shape[1]
+    for x in range(w):
+        kx[x] = -1
+    for k in range(edge_hi - 1, edge_lo - 1, -1):
+        t0 = t_blk[k]
+        t1 = t_blk[k + 1]
+        for x in range(w):
+            base = acc[ROW_ALPHA, x]
+            slope = acc[ROW_BETA, x]
+            half = 0.5 * acc[ROW_JUMP, x]
+            y0 = blk_mu[k, x] - (base + slope * t0)
+            y1 = blk_mu[k + 1, x] - (base + slope * t1)
+            if not (np.isfinite(y0) and np.isfinite(y1)):
+                kx[x] = -2
+            elif y0 < half and y1 >= half:
+                kx[x] = k
+    for x in range(w):
+        out_e[x] = np.nan
+        out_s[x] = np.nan
+        k = kx[x]
+        if k < 0 or not todo[x]:
+            continue
+        s = sv[x]
+        alpha = acc[ROW_ALPHA, x]
+        beta = acc[ROW_BETA, x]
+        m0 = blk_mu[k, x]
+        m1 = blk_mu[k + 1, x]
+        y0 = m0 - (alpha + beta * t_blk[k])
+        y1 = m1 - (alpha + beta * t_blk[k + 1])
+        if model_var:
+            ref = acc[ROW_REF, x]
+            v0 = s * _fexp(m0 - ref)
+            v1 = s * _fexp(m1 - ref)
+        else:
+            v0 = blk_var[k, x]
+            v1 = blk_var[k + 1, x]
+        dy = y1 - y0
+        tt = (0.5 * acc[ROW_JUMP, x] - y0) / dy
+        h = e_blk[k + 1] - e_blk[k]
+        ex = e_blk[k] + tt * h
+        tx = (ex - e0) / T_SCALE_EV
+        var_l = s * (0.25 * acc[V_JJ, x] + acc[V_AA, x] + tx * tx * acc[V_BB, x]
+                     + acc[V_JA, x] + tx * acc[V_JB, x] + 2.0 * tx * acc[V_AB, x])
+        var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * v0 + tt * tt * v1 + var_l)
+        out_e[x] = ex
+        out_s[x] = np.sqrt(var_e)
+
+
+@njit(cache=True)
+def _wl_d1(u, p):
+    """First derivative of peak-model basis function ``p`` (1, u, u^2, sin, cos) at u."""
     if p == 0:
         return 0.0
     if p == 1:
@@ -88,8 +195,8 @@ def _wl_d1(method, u, p):
 
 
 @njit(cache=True)
-def _wl_d2(method, u, p):
-    """Second derivative of peak-model basis function ``p`` at ``u``."""
+def _wl_d2(u, p):
+    """Second derivative of peak-model basis function ``p`` at u."""
     if p < 2:
         return 0.0
     if p == 2:
@@ -121,200 +228,224 @@ def _trig_peak(coef):
         d1 = 0.0
         d2 = 0.0
         for p in range(5):
-            d1 += coef[p] * _wl_d1(2, u, p)
-            d2 += coef[p] * _wl_d2(2, u, p)
+            d1 += coef[p] * _wl_d1(u, p)
+            d2 += coef[p] * _wl_d2(u, p)
         if not d2 < 0.0:
             return np.nan
-        u_new = u - d1 / d2
-        if u_new < -1.0 or u_new > 1.0:
+        u = u - d1 / d2
+        if u < -1.0 or u > 1.0:
             return np.nan
-        u = u_new
     return u
 
 
 @njit(cache=True)
-def _finish_row(acc, blk_mu, blk_var, model_var, e_blk, t_blk, n_pre, pre_st, pre_stt, e0,
-                k_sigma, edge_lo, edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center,
-                scale, out, mask, ybuf, vbuf, zbuf, gbuf, coef):
-    """Read-outs of one row of pixels from its sums ``acc`` and block ``blk_mu`` (n_blk, W).
+def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
+                   method, fit_lo, fit_n, pinv, center, scale, kmax, ymax, zbuf, coef, d1buf,
+                   out_w, out_s):
+    """White-line energy (peak of the model fitted around the maximum) and its sigma.
 
-    Writes ``out`` (N_OUT, W) float32 and ``mask`` (W,) bool in place; the ``*buf`` and
-    ``coef`` arguments are scratch arrays.
+    Methods: 0 quadratic, 1 gaussian (quadratic in log), 2 trig_poly. ``kmax`` (W,)
+    int64, ``ymax`` (W,), ``zbuf`` (maxpts,), ``coef`` and ``d1buf`` (P,) are scratch.
     """
-    n_blk = blk_mu.shape[0]
     w = blk_mu.shape[1]
     n_par = pinv.shape[1]
     for x in range(w):
+        kmax[x] = -1
+        ymax[x] = -np.inf
+    for k in range(wl_lo, wl_hi + 1):
+        tk = t_blk[k]
+        for x in range(w):
+            yv = blk_mu[k, x] - (acc[ROW_ALPHA, x] + acc[ROW_BETA, x] * tk)
+            if kmax[x] != -2:
+                if not np.isfinite(yv):
+                    kmax[x] = -2
+                elif yv > ymax[x]:
+                    ymax[x] = yv
+                    kmax[x] = k
+    for x in range(w):
+        out_w[x] = np.nan
+        out_s[x] = np.nan
+        c = kmax[x]
+        if c < 0 or not todo[x] or fit_n[c] < 3:
+            continue
         alpha = acc[ROW_ALPHA, x]
         beta = acc[ROW_BETA, x]
-        jump = acc[ROW_JUMP, x]
-        fitted = n_pre * alpha * alpha + 2.0 * alpha * beta * pre_st + beta * beta * pre_stt
-        ssr = acc[ROW_S2, x] - fitted
-        if ssr < 0.0:
-            ssr = 0.0
-        sig2 = ssr / (n_pre - 2.0)
-        sv = sig2 / (acc[ROW_EXP, x] / n_pre) if model_var else 1.0
-        vaa = acc[V_AA, x] * sv
-        vbb = acc[V_BB, x] * sv
-        vab = acc[V_AB, x] * sv
-        vjj = acc[V_JJ, x] * sv
-        vja = acc[V_JA, x] * sv
-        vjb = acc[V_JB, x] * sv
-        out[OUT_JUMP, x] = jump
-        out[OUT_JUMP_S, x] = np.sqrt(vjj) if vjj >= 0.0 else np.nan
-        for o in range(N_OUT):
-            if o != OUT_JUMP and o != OUT_JUMP_S:
-                out[o, x] = np.nan
-        ok = np.isfinite(jump) and np.isfinite(sig2) and jump > k_sigma * np.sqrt(sig2)
-        mask[x] = ok
-        if not ok:
+        lo = fit_lo[c]
+        n = fit_n[c]
+        valid = True
+        for j in range(n):
+            yv = blk_mu[lo + j, x] - (alpha + beta * t_blk[lo + j])
+            if method == 1:
+                if not yv > 0.0:
+                    valid = False
+                    break
+                zbuf[j] = np.log(yv)
+            else:
+                zbuf[j] = yv
+        if not valid:
             continue
-        for k in range(n_blk):
-            m = np.float64(blk_mu[k, x])
-            ybuf[k] = m - (alpha + beta * t_blk[k])
-            vbuf[k] = sv * np.exp(m) if model_var else np.float64(blk_var[k, x])
-
-        # Edge energy: first rise of (mu - pre) / jump through 0.5 in the edge window.
-        half = 0.5 * jump
-        for k in range(edge_lo, edge_hi):
-            y0 = ybuf[k]
-            y1 = ybuf[k + 1]
-            if not (np.isfinite(y0) and np.isfinite(y1)):
-                break
-            if y0 < half and y1 >= half:
-                dy = y1 - y0
-                tt = (half - y0) / dy
-                h = e_blk[k + 1] - e_blk[k]
-                ex = e_blk[k] + tt * h
-                tx = (ex - e0) / T_SCALE_EV
-                var_l = 0.25 * vjj + vaa + tx * tx * vbb + vja + tx * vjb + 2.0 * tx * vab
-                var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * vbuf[k] + tt * tt * vbuf[k + 1]
-                                         + var_l)
-                out[OUT_EDGE, x] = ex
-                out[OUT_EDGE_S, x] = np.sqrt(var_e) if var_e >= 0.0 else np.nan
-                break
-
-        # White line: peak model fitted around the maximum of (mu - pre).
-        kmax = -1
-        ymax = -np.inf
-        for k in range(wl_lo, wl_hi + 1):
-            if not np.isfinite(ybuf[k]):
-                kmax = -1
-                break
-            if ybuf[k] > ymax:
-                ymax = ybuf[k]
-                kmax = k
-        if kmax >= 0 and fit_n[kmax] >= 3:
-            lo = fit_lo[kmax]
-            n = fit_n[kmax]
-            valid = True
+        for p in range(n_par):
+            acc_p = 0.0
             for j in range(n):
-                yv = ybuf[lo + j]
-                if method == 1:
-                    if not yv > 0.0:
-                        valid = False
-                        break
-                    zbuf[j] = np.log(yv)
-                else:
-                    zbuf[j] = yv
-            if valid:
-                for p in range(n_par):
-                    s = 0.0
-                    for j in range(n):
-                        s += pinv[kmax, p, j] * zbuf[j]
-                    coef[p] = s
-                if method == 2:
-                    u = _trig_peak(coef)
-                elif coef[2] < 0.0:
-                    u = -coef[1] / (2.0 * coef[2])
-                else:
-                    u = np.nan
-                e_pk = center[kmax] + scale * u
-                if np.isfinite(e_pk) and e_blk[lo] <= e_pk <= e_blk[lo + n - 1]:
-                    d2 = 0.0
-                    for p in range(n_par):
-                        d2 += coef[p] * _wl_d2(method, u, p)
-                    g0 = 0.0
-                    g1 = 0.0
-                    var_w = 0.0
-                    for j in range(n):
-                        s = 0.0
-                        for p in range(n_par):
-                            s += _wl_d1(method, u, p) * pinv[kmax, p, j]
-                        g = -scale * s / d2
-                        if method == 1:
-                            g /= ybuf[lo + j]
-                        g0 += g
-                        g1 += g * t_blk[lo + j]
-                        var_w += g * g * vbuf[lo + j]
-                    var_w += g0 * g0 * vaa + g1 * g1 * vbb + 2.0 * g0 * g1 * vab
-                    out[OUT_WL, x] = e_pk
-                    out[OUT_WL_S, x] = np.sqrt(var_w) if var_w >= 0.0 else np.nan
+                acc_p += pinv[c, p, j] * zbuf[j]
+            coef[p] = acc_p
+        if method == 2:
+            u = _trig_peak(coef)
+        elif coef[2] < 0.0:
+            u = -coef[1] / (2.0 * coef[2])
+        else:
+            u = np.nan
+        e_pk = center[c] + scale * u
+        if not (np.isfinite(e_pk) and e_blk[lo] <= e_pk <= e_blk[lo + n - 1]):
+            continue
+        d2 = 0.0
+        for p in range(n_par):
+            d2 += coef[p] * _wl_d2(u, p)
+            d1buf[p] = _wl_d1(u, p)
+        s = sv[x]
+        ref = acc[ROW_REF, x]
+        g0 = 0.0
+        g1 = 0.0
+        var_w = 0.0
+        for j in range(n):
+            acc_g = 0.0
+            for p in range(n_par):
+                acc_g += d1buf[p] * pinv[c, p, j]
+            g = -scale * acc_g / d2
+            if method == 1:
+                g /= np.exp(zbuf[j])
+            g0 += g
+            g1 += g * t_blk[lo + j]
+            vj = s * _fexp(blk_mu[lo + j, x] - ref) if model_var else blk_var[lo + j, x]
+            var_w += g * g * vj
+        var_w += s * (g0 * g0 * acc[V_AA, x] + g1 * g1 * acc[V_BB, x]
+                      + 2.0 * g0 * g1 * acc[V_AB, x])
+        out_w[x] = e_pk
+        out_s[x] = np.sqrt(var_w)
 
-        # Valence: linear combination of the 2-3 pair, or of the 3-4 pair above 3.
+
+@njit(cache=True)
+def _valence_row(acc, sv, todo, out_v, out_s):
+    """Valence from the linear-combination weights: 2-3 pair, or 3-4 pair above 3."""
+    for x in range(out_v.size):
+        out_v[x] = np.nan
+        out_s[x] = np.nan
+        if not todo[x]:
+            continue
+        s = sv[x]
         a = acc[ROW_A23, x]
         b = acc[ROW_B23, x]
-        va = acc[V_A23, x] * sv
-        vb = acc[V_B23, x] * sv
-        vab_l = acc[V_AB23, x] * sv
+        va = acc[V_A23, x]
+        vb = acc[V_B23, x]
+        vab = acc[V_AB23, x]
         base = 2.0
-        if a + b != 0.0 and 2.0 + b / (a + b) > 3.0:
+        if a + b != 0.0 and b / (a + b) > 1.0:
             a = acc[ROW_A34, x]
             b = acc[ROW_B34, x]
-            va = acc[V_A34, x] * sv
-            vb = acc[V_B34, x] * sv
-            vab_l = acc[V_AB34, x] * sv
+            va = acc[V_A34, x]
+            vb = acc[V_B34, x]
+            vab = acc[V_AB34, x]
             base = 3.0
         den = a + b
         if den != 0.0 and np.isfinite(den):
-            out[OUT_VAL, x] = base + b / den
-            var_v = (a * a * vb + b * b * va - 2.0 * a * b * vab_l) / den ** 4
-            out[OUT_VAL_S, x] = np.sqrt(var_v) if var_v >= 0.0 else np.nan
+            out_v[x] = base + b / den
+            out_s[x] = np.sqrt(s * (a * a * vb + b * b * va - 2.0 * a * b * vab)) / (den * den)
 
 
 @njit(parallel=True, cache=True)
-def _fit_stack_kernel(stack, var_stack, model_var, lin_coef, var_coef, in_pre, blk_lo, blk_hi,
-                      e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo, edge_hi,
-                      wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale, out, mask):
-    """Fit every pixel of ``stack`` (E, H, W) in one pass, row by row.
+def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_index, blk_lo,
+                      blk_hi, e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo,
+                      edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale, out,
+                      mask):
+    """Fit every pixel of ``stack`` (E, H, W) in one pass, tile by tile.
 
-    ``lin_coef`` (E, N_LIN) and ``var_coef`` (E, N_VAR) are the plan weights transposed.
+    ``lin_t`` (E, N_LIN) and ``var_t`` (E, N_VAR) are the plan weights transposed;
+    ``ref_index`` is the energy whose absorbance offsets the pre-edge sums. Outputs are
+    NaN outside the mask, except the edge jump and its sigma.
     """
     n_e, n_h, n_w = stack.shape
-    n_blk = blk_hi - blk_lo
+    n_par = pinv.shape[1]
     for y in prange(n_h):
-        acc = np.zeros((N_ACC, n_w))
-        vtmp = np.empty(n_w)
-        for e in range(n_e):
-            vrow = stack[e, y] if model_var else var_stack[e, y]
-            _accumulate_row(stack[e, y], vrow, model_var, lin_coef[e], var_coef[e],
-                            in_pre[e], acc, vtmp)
-        blk_var = stack[blk_lo:blk_hi, y, :] if model_var else var_stack[blk_lo:blk_hi, y, :]
-        _finish_row(acc, stack[blk_lo:blk_hi, y, :], blk_var, model_var, e_blk, t_blk, n_pre,
-                    pre_st, pre_stt, e0, k_sigma, edge_lo, edge_hi, wl_lo, wl_hi, method,
-                    fit_lo, fit_n, pinv, center, scale, out[:, y, :], mask[y],
-                    np.empty(n_blk), np.empty(n_blk), np.empty(n_blk), np.empty(n_blk),
-                    np.empty(pinv.shape[1]))
+        acc = np.empty((N_ACC, TILE))
+        vtmp = np.empty(TILE)
+        ref = np.empty(TILE)
+        sv = np.empty(TILE)
+        ibuf = np.empty(TILE, dtype=np.int64)
+        fbuf = np.empty(TILE)
+        zbuf = np.empty(pinv.shape[2])
+        coef = np.empty(n_par)
+        d1buf = np.empty(n_par)
+        for x0 in range(0, n_w, TILE):
+            x1 = min(x0 + TILE, n_w)
+            w = x1 - x0
+            acc[:] = 0.0
+            a = acc  # C-contiguous (N_ACC, TILE); columns >= w are unused
+            r = ref[:w]
+            if model_var:
+                r[:] = stack[ref_index, y, x0:x1]
+            else:
+                r[:] = 0.0
+            acc[ROW_REF, :w] = r
+            for e in range(n_e):
+                _accumulate_row(stack[e, y, x0:x1], var_stack[e, y, x0:x1], r, model_var,
+                                lin_t[e], var_t[e], in_pre[e], a, vtmp)
+            m = mask[y, x0:x1]
+            _lines_row(a, n_pre, pre_st, pre_stt, k_sigma, model_var, out[OUT_JUMP, y, x0:x1],
+                       out[OUT_JUMP_S, y, x0:x1], sv, m)
+            blk = stack[blk_lo:blk_hi, y, x0:x1]
+            blk_var = var_stack[blk_lo:blk_hi, y, x0:x1]
+            _edge_row(blk, blk_var, a, sv, m, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
+                      ibuf, out[OUT_EDGE, y, x0:x1], out[OUT_EDGE_S, y, x0:x1])
+            _whiteline_row(blk, blk_var, a, sv, m, model_var, t_blk, e_blk, wl_lo, wl_hi,
+                           method, fit_lo, fit_n, pinv, center, scale, ibuf, fbuf, zbuf, coef,
+                           d1buf, out[OUT_WL, y, x0:x1], out[OUT_WL_S, y, x0:x1])
+            _valence_row(a, sv, m, out[OUT_VAL, y, x0:x1], out[OUT_VAL_S, y, x0:x1])
+
+
+# Whole-frame kernels of the live accumulator: sums ``acc`` (H, N_ACC, W), block
+# (n_blk, H, W), maps (H, W). Each runs one stage over all rows.
 
 
 @njit(parallel=True, cache=True)
-def _accumulate_frame_kernel(mu, var, model_var, lin_c, var_c, in_pre, acc):
-    """Add one frame ``mu`` (H, W) to the sums ``acc`` (H, N_ACC, W), in place."""
+def _accumulate_frame_kernel(mu, var, lin_c, var_c, in_pre, acc):
+    """Add one frame ``mu`` (H, W) with variance ``var`` to ``acc``, in place."""
     n_h, n_w = mu.shape
     for y in prange(n_h):
         vtmp = np.empty(n_w)
-        _accumulate_row(mu[y], var[y], model_var, lin_c, var_c, in_pre, acc[y], vtmp)
+        zero = np.zeros(n_w)
+        _accumulate_row(mu[y], var[y], zero, False, lin_c, var_c, in_pre, acc[y], vtmp)
 
 
 @njit(parallel=True, cache=True)
-def _finish_frames_kernel(acc, blk_mu, blk_var, model_var, e_blk, t_blk, n_pre, pre_st,
-                          pre_stt, e0, k_sigma, edge_lo, edge_hi, wl_lo, wl_hi, method, fit_lo,
-                          fit_n, pinv, center, scale, out, mask):
-    """Read-outs of all pixels from the sums ``acc`` (H, N_ACC, W) and block (n_blk, H, W)."""
-    n_blk, n_h, n_w = blk_mu.shape
+def _lines_kernel(acc, n_pre, pre_st, pre_stt, k_sigma, jump, jump_s, sv, mask):
+    for y in prange(acc.shape[0]):
+        _lines_row(acc[y], n_pre, pre_st, pre_stt, k_sigma, False, jump[y], jump_s[y], sv[y],
+                   mask[y])
+
+
+@njit(parallel=True, cache=True)
+def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
+                 out_s):
+    n_h, n_w = sv.shape
     for y in prange(n_h):
-        _finish_row(acc[y], blk_mu[:, y, :], blk_var[:, y, :], model_var, e_blk, t_blk, n_pre,
-                    pre_st, pre_stt, e0, k_sigma, edge_lo, edge_hi, wl_lo, wl_hi, method,
-                    fit_lo, fit_n, pinv, center, scale, out[:, y, :], mask[y],
-                    np.empty(n_blk), np.empty(n_blk), np.empty(n_blk), np.empty(n_blk),
-                    np.empty(pinv.shape[1]))
+        kx = np.empty(n_w, dtype=np.int64)
+        _edge_row(blk_mu[:, y, :], blk_var[:, y, :], acc[y], sv[y], todo[y], False, e_blk,
+                  t_blk, e0, edge_lo, edge_hi, kx, out_e[y], out_s[y])
+
+
+@njit(parallel=True, cache=True)
+def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi, method,
+                      fit_lo, fit_n, pinv, center, scale, out_w, out_s):
+    n_h, n_w = sv.shape
+    n_par = pinv.shape[1]
+    for y in prange(n_h):
+        _whiteline_row(blk_mu[:, y, :], blk_var[:, y, :], acc[y], sv[y], todo[y], False, t_blk,
+                       e_blk, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale,
+                       np.empty(n_w, dtype=np.int64), np.empty(n_w), np.empty(pinv.shape[2]),
+                       np.empty(n_par), np.empty(n_par), out_w[y], out_s[y])
+
+
+@njit(parallel=True, cache=True)
+def _valence_kernel(acc, sv, todo, out_v, out_s):
+    for y in prange(sv.shape[0]):
+        _valence_row(acc[y], sv[y], todo[y], out_v[y], out_s[y])

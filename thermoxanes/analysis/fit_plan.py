@@ -40,11 +40,13 @@ VAR_PAIRS = (
     (ROW_A34, ROW_B34),
 )
 N_VAR = len(VAR_PAIRS)
-#: Accumulator rows: linear sums, variance sums, then sum of mu^2 and of exp(mu) over
-#: the pre-edge window.
+#: Accumulator rows: linear sums, variance sums, then the sums of d^2 and exp(d) over
+#: the pre-edge window, where d = mu - ref and ref (row ROW_REF) is a per-pixel offset
+#: (the first frame's absorbance in a batch fit, 0 in live accumulation).
 ROW_S2 = N_LIN + N_VAR
 ROW_EXP = ROW_S2 + 1
-N_ACC = ROW_EXP + 1
+ROW_REF = ROW_EXP + 1
+N_ACC = ROW_REF + 1
 
 WL_METHOD_CODES = {"quadratic": 0, "gaussian": 1, "trig_poly": 2}
 
@@ -82,6 +84,10 @@ class FitPlan:
         (n_blk, P, maxpts) pseudo-inverse of the peak model's design matrix.
     wl_center_ev, wl_scale_ev : numpy.ndarray, float
         The model's reduced variable is ``u = (E - wl_center_ev[c]) / wl_scale_ev``.
+    norm_e0_ev, jump_k_sigma : float
+        From the config.
+    pre_index, post_index, lcf_index : numpy.ndarray
+        Energy indices of the pre-edge, post-edge and linear-combination windows.
     """
 
     energies_ev: np.ndarray
@@ -106,6 +112,9 @@ class FitPlan:
     wl_scale_ev: float
     norm_e0_ev: float
     jump_k_sigma: float
+    pre_index: np.ndarray
+    post_index: np.ndarray
+    lcf_index: np.ndarray
 
 
 def _window(e: np.ndarray, window: tuple[float, float], name: str, minimum: int) -> np.ndarray:
@@ -242,4 +251,7 @@ def make_plan(energies_ev: np.ndarray, config: FitConfig | None = None) -> FitPl
         wl_scale_ev=float(scale),
         norm_e0_ev=float(cfg.norm_e0_ev),
         jump_k_sigma=float(cfg.jump_k_sigma),
+        pre_index=pre,
+        post_index=post,
+        lcf_index=lcf,
     )
