@@ -7,7 +7,8 @@ linear-combination windows; edge energy: pre-edge, edge and post-edge windows), 
 again only if one of those frames changes; :meth:`SweepAccumulator.finish` then only
 computes what is left (in an ascending sweep: the edge jump, mask and edge energy).
 Repeated frames at one energy are averaged (and reported); a flat or dark arriving
-after its frames were used replaces their contribution exactly (the sums are linear: the old contribution is subtracted).
+after its frames were used replaces their contribution exactly (the sums are linear:
+the old contribution is subtracted).
 """
 
 from __future__ import annotations
