@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -154,18 +155,18 @@ def main() -> None:
         "threads": numba.get_num_threads(),
         "whiteline_method": cfg.whiteline_method,
     }
-    result["read_pass_s"] = best_of(lambda: _read_pass(stack), args.repeat)
+    result["read_pass_s"] = best_of(partial(_read_pass, stack), args.repeat)
 
     rss0 = _rss_kib("VmRSS")
     peak_ok = _reset_peak()
     fit_stack(stack, energies_ev, cfg)
     peak = _rss_kib("VmHWM")
     result["fit_stack_peak_extra_bytes"] = (peak - rss0) * 1024 if peak_ok else None
-    result["fit_stack_s"] = best_of(lambda: fit_stack(stack, energies_ev, cfg), args.repeat)
+    result["fit_stack_s"] = best_of(partial(fit_stack, stack, energies_ev, cfg), args.repeat)
 
     rows = min(args.ref_rows, n)
     sub = np.ascontiguousarray(stack[:, :rows])
-    t_ref = best_of(lambda: numpy_fit(sub, energies_ev, cfg), 1)
+    t_ref = best_of(partial(numpy_fit, sub, energies_ev, cfg), 1)
     result["numpy_reference_s"] = t_ref * n / rows
     result["numpy_reference_rows_timed"] = rows
 
