@@ -32,7 +32,7 @@ class EncodingError(ValueError):
     """A value cannot be made wire-safe, or a payload cannot be decoded."""
 
 
-def to_wire_safe(value: Any, _depth: int = 0) -> Any:
+def to_wire_safe(value: Any, strict: bool = True, _depth: int = 0) -> Any:
     """Return a copy of ``value`` made of JSON/msgpack-safe Python values.
 
     Parameters
@@ -40,6 +40,10 @@ def to_wire_safe(value: Any, _depth: int = 0) -> Any:
     value : Any
         A document or part of one: mappings, sequences, numpy scalars and arrays,
         strings, numbers, ``None``.
+    strict : bool
+        If ``False``, values with no plain representation (bytes, paths, arbitrary
+        objects, non-string keys) become their ``str()`` instead of raising, so that a
+        document is never lost for one odd metadata value.
 
     Returns
     -------
@@ -54,6 +58,29 @@ def to_wire_safe(value: Any, _depth: int = 0) -> Any:
         For values with no faithful plain representation (bytes, arbitrary objects) or
         nesting deeper than 64 levels.
     """
+    try:
+        return _to_wire_safe(value, _depth)
+    except EncodingError:
+        if strict:
+            raise
+    return _to_wire_safe_lenient(value, _depth)
+
+
+def _to_wire_safe_lenient(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise EncodingError("document nested too deeply")
+    try:
+        return _to_wire_safe(value, depth)
+    except EncodingError:
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): _to_wire_safe_lenient(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_wire_safe_lenient(v, depth + 1) for v in value]
+    return str(value)
+
+
+def _to_wire_safe(value: Any, _depth: int = 0) -> Any:
     if _depth > _MAX_DEPTH:
         raise EncodingError("document nested too deeply")
     if value is None or isinstance(value, bool | str):
@@ -84,13 +111,35 @@ def to_wire_safe(value: Any, _depth: int = 0) -> Any:
                     k = str(int(k))
                 else:
                     raise EncodingError(f"non-string mapping key {k!r}")
-            out[k] = to_wire_safe(v, _depth + 1)
+            out[k] = _to_wire_safe(v, _depth + 1)
         return out
     if isinstance(value, list | tuple):
-        return [to_wire_safe(v, _depth + 1) for v in value]
+        return [_to_wire_safe(v, _depth + 1) for v in value]
     if isinstance(value, set | frozenset):
-        return [to_wire_safe(v, _depth + 1) for v in sorted(value, key=repr)]
+        return [_to_wire_safe(v, _depth + 1) for v in sorted(value, key=repr)]
     raise EncodingError(f"cannot put a {type(value).__name__} on the wire")
+
+
+def without_non_finite(value: Any) -> Any:
+    """Return a wire-safe value with every NaN or infinite float replaced by ``None``.
+
+    Parameters
+    ----------
+    value : Any
+        Output of :func:`to_wire_safe`.
+
+    Returns
+    -------
+    Any
+        Suitable for strict JSON (headers never carry NaN or Infinity).
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: without_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_non_finite(v) for v in value]
+    return value
 
 
 def finite_or_none(value: Any) -> float | None:

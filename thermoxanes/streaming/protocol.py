@@ -31,6 +31,7 @@ from thermoxanes.streaming._encoding import (
     pack,
     to_wire_safe,
     unpack,
+    without_non_finite,
 )
 
 #: Version of the wire protocol; the ``v`` field of every header.
@@ -328,7 +329,8 @@ def make_header(
     time_s : float or None
         Unix time in seconds; now if ``None``.
     extra : Mapping or None
-        Additional fields; keys in :data:`RESERVED_HEADER_FIELDS` are rejected.
+        Additional fields; keys in :data:`RESERVED_HEADER_FIELDS` are rejected; NaN
+        and infinite floats become ``null``.
 
     Returns
     -------
@@ -346,11 +348,11 @@ def make_header(
         clash = RESERVED_HEADER_FIELDS.intersection(extra)
         if clash:
             raise ProtocolError(f"extra header fields clash with reserved ones: {sorted(clash)}")
-        safe = to_wire_safe(dict(extra))
-        for key, value in safe.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            header[key] = value
+        try:
+            safe = to_wire_safe(dict(extra))
+        except EncodingError as exc:
+            raise ProtocolError(f"header field cannot travel: {exc}") from exc
+        header.update(without_non_finite(safe))
     return header
 
 
@@ -398,7 +400,8 @@ def encode_document(
     name : str
         Document name, one of :data:`DOCUMENT_NAMES`.
     doc : Mapping
-        The document; numpy values are converted (see ``to_wire_safe``).
+        The document; numpy values are converted, and values with no JSON/msgpack
+        form (paths, bytes, objects) travel as their ``str()`` (see ``to_wire_safe``).
     seq : int
         Publisher sequence number.
     publisher : str
@@ -423,7 +426,7 @@ def encode_document(
     if encoding not in ENCODINGS:
         raise ProtocolError(f"unknown encoding {encoding!r}")
     try:
-        payload = pack(to_wire_safe(doc), encoding)
+        payload = pack(to_wire_safe(doc, strict=False), encoding)
     except (EncodingError, TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"document cannot be encoded: {exc}") from exc
     if run_uid is None:
@@ -623,7 +626,8 @@ def encode_stats(
         raise ProtocolError(f"unknown encoding {encoding!r}")
     header = make_header(KIND_STATS, seq=seq, publisher=publisher, run_uid=run_uid, time_s=time_s)
     header["encoding"] = encoding
-    return [_TOPICS[KIND_STATS], encode_header(header), pack(to_wire_safe(stats), encoding)]
+    payload = pack(to_wire_safe(stats, strict=False), encoding)
+    return [_TOPICS[KIND_STATS], encode_header(header), payload]
 
 
 def encode_snapshot_end(*, seq: int, publisher: str, run_uid: str | None) -> list[bytes]:
