@@ -74,6 +74,11 @@ class ChemistryParams:
     surface_ea_ev: float = 1.0
     surface_depth_um: float = 0.8
     surface_max: float = 0.8
+    #: Surface reduction acts in patches where a correlated field exceeds this many
+    #: standard deviations (strength normalized to a mean of 1).
+    surface_patch_threshold: float = 0.0
+    #: Correlation length of the surface-reduction patches (um).
+    surface_patch_length_um: float = 2.0
     #: Crack opening: initial state and rate at 380 C (1/s); state 2 doubles porosity.
     crack_initial: float = 1.0
     crack_rate_ref_per_s: float = 1.0 / (4.0 * 3600.0)
@@ -170,7 +175,13 @@ def add_chemistry_fields(
     ve = params.v_end_mean + params.v_end_sigma * correlated_field(shape, length, rng)
     f1 = correlated_field(shape, length, rng)
     f2 = correlated_field(shape, length, rng)
-    patch = np.clip(1.0 + 0.6 * correlated_field(shape, 2 * length, rng), 0.0, None)
+    thr = params.surface_patch_threshold
+    # E[max(0, F - thr)] for a standard normal F.
+    mean_excess = math.exp(-0.5 * thr * thr) / math.sqrt(2 * math.pi) - thr * 0.5 * math.erfc(
+        thr / math.sqrt(2)
+    )
+    patch_field = correlated_field(shape, params.surface_patch_length_um / vox, rng)
+    patch = np.maximum(patch_field - thr, 0.0) / mean_excess
     sf = np.exp(-volume.depth_um / params.surface_depth_um) * patch
     inside = volume.density > 0
     for name, arr in (("vs", vs), ("ve", ve), ("f1", f1), ("f2", f2), ("sf", sf)):

@@ -154,6 +154,8 @@ def build_particle(
     # with the radius beyond the initial tip, and with a nucleation offset.
     crack_level = np.full((n, n, n), np.inf, dtype=np.float32)
     normals = _unit_vectors(spec.n_cracks, rng)
+    # A crack is at least half a voxel wide at c = 1, whatever the voxel size.
+    half_width = max(spec.crack_half_width_um, 0.5 * voxel_um)
     for i in range(spec.n_cracks):
         nrm = normals[i]
         d = np.cross(nrm, _unit_vectors(1, rng)[0])
@@ -169,7 +171,7 @@ def build_particle(
         rho = np.sqrt(qx * qx + qy * qy + qz * qz) + 1e-6
         cos_ang = (qx * d[0] + qy * d[1] + qz * d[2]) / rho
         in_sector = cos_ang >= np.cos(half_angle)
-        lvl = dp / spec.crack_half_width_um + 2.5 * np.maximum(0.0, rho / r_um - tip) + offset
+        lvl = dp / half_width + 2.5 * np.maximum(0.0, rho / r_um - tip) + offset
         lvl = np.where(in_sector & inside, lvl, np.inf)
         np.minimum(crack_level, lvl.astype(np.float32), out=crack_level)
 
@@ -239,3 +241,12 @@ def surface_um2(mask: np.ndarray, voxel_um: float) -> float:
         area += int(np.count_nonzero(a[1:] != a[:-1]))
         area += int(np.count_nonzero(a[0]) + np.count_nonzero(a[-1]))
     return area * voxel_um**2
+
+
+def morphology_epsilon(mask: np.ndarray, voxel_um: float) -> float:
+    """Morphological complexity ``eps = V^(1/3) / S^(1/2)`` of a voxel mask (seed 000).
+
+    Smaller is more complex; a sphere has 0.455 (voxel surfaces overestimate S).
+    """
+    volume = float(mask.sum()) * voxel_um**3
+    return volume ** (1.0 / 3.0) / max(surface_um2(mask, voxel_um), 1e-12) ** 0.5

@@ -106,7 +106,19 @@ PRESETS: dict[str, SimPreset] = {
         particles=ParticlePopulation(
             count=3, hole_fraction=0.15, n_cracks=10, protrusion="lump", n_protrusions=8
         ),
-        chemistry=_GRAVEL_CHEM.with_(li_amplitude=0.07),
+        chemistry=_GRAVEL_CHEM.with_(
+            li_amplitude=0.08,
+            # Kinetically limited bulk reduction: creeps over hours at 380 C.
+            reduction_rate_ref_per_s=8e-8,
+            extent_table=((25.0, 0.0), (100.0, 0.0), (250.0, 0.6), (400.0, 0.8)),
+            # Charge transfer to the outside sets in after ~4.3 h (380 C equivalent).
+            surface_onset_s=4.3 * 3600.0,
+            surface_rate_ref_per_s=2.0 / 3600.0,
+            surface_max=2.0,
+            surface_patch_threshold=1.3,
+            surface_patch_length_um=3.5,
+            surface_depth_um=3.0,
+        ),
     ),
     "nmc442-hollow": SimPreset(
         name="nmc442-hollow",
