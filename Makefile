@@ -16,10 +16,14 @@ $(VENV)/.test: $(VENV)/.base
 	$(PIP) install -e ".[test]"
 	touch $@
 
+$(VENV)/.system: .ci/apt-packages.txt .ci/system-deps.sh | $(VENV)/.base
+	.ci/system-deps.sh
+	touch $@
+
 demo: $(VENV)/.base
 	$(VENV)/bin/thermoxanes demo $(DEMO_ARGS)
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(VENV)/.system
 	$(PY) -m ruff check thermoxanes tests benchmarks
 	$(PY) -m pytest -q
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/analysis

@@ -1,8 +1,9 @@
 """The ``thermoxanes`` command.
 
 Subcommands: ``demo`` (simulated heating experiment end to end), ``analyze`` (the
-analysis service), ``fit`` (maps from an FXI/TXM-Sandbox HDF5 file) and ``simulate``
-(write a simulated sweep in that layout). Bad input: one line on stderr, exit status 2.
+analysis service), ``fit`` (maps from an FXI/TXM-Sandbox HDF5 file), ``simulate``
+(write a simulated sweep in that layout), and those in :mod:`thermoxanes.commands`.
+Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from thermoxanes.streaming.analysis_service import AnalysisService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sinks = []
+    if args.catalog_uri or args.catalog_dir:
+        from thermoxanes.storage.results import TiledResultsWriter
+
+        sinks.append(TiledResultsWriter(uri=args.catalog_uri, api_key=args.catalog_api_key,
+                                        directory=args.catalog_dir))
     service = AnalysisService(
         args.endpoint, args.out, maps_endpoint=args.maps_endpoint, config=FitConfig(),
         truth_dir=args.truth_dir, snapshot_endpoint=args.snapshot_endpoint,
-        figures=not args.no_figures,
+        figures=not args.no_figures, result_sinks=sinks,
     )
     service.run(max_sweeps=args.max_sweeps, idle_timeout_s=args.idle_timeout_s,
                 ready_file=args.ready_file)
@@ -93,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--ready-file", default=None,
                          help="created once the subscription receives messages")
     analyze.add_argument("--no-figures", action="store_true", help="skip PNG figures")
+    analyze.add_argument("--catalog-uri", default=None,
+                         help="store maps in this tiled server (e.g. a beamline's)")
+    analyze.add_argument("--catalog-api-key", default=None, help="API key for --catalog-uri")
+    analyze.add_argument("--catalog-dir", default=None,
+                         help="store maps in the embedded catalog under this folder")
     analyze.set_defaults(func=_cmd_analyze)
 
     fit = sub.add_parser("fit", help="fit an FXI/TXM-Sandbox HDF5 XANES stack to maps")
@@ -107,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--temperature-c", type=float, default=25.0)
     simulate.set_defaults(func=_cmd_simulate)
+
+    from thermoxanes.commands import command_modules
+
+    for module in command_modules():
+        module.add_subparser(sub)
     return parser
 
 

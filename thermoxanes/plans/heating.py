@@ -179,7 +179,18 @@ def heating_series(
         )
         uids.append(uid)
 
+    def check_limits():
+        if not hasattr(heater, "max_temperature_c"):
+            return
+        ceiling_c = yield from bps.rd(heater.max_temperature_c)
+        for index, segment in enumerate(program.segments):
+            if isinstance(segment, Ramp) and segment.target_c > ceiling_c:
+                raise ValueError(
+                    f"heating program segment {index}: ramp to {segment.target_c} C is above "
+                    f"the heater's maximum of {ceiling_c} C")
+
     def run_program():
+        yield from check_limits()
         for index, segment in enumerate(program.segments):
             if isinstance(segment, Ramp):
                 yield from bps.mv(heater.ramp_rate_c_per_min, segment.rate_c_per_min)

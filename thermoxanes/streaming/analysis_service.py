@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ class AnalysisService:
         The publisher's snapshot endpoint, to join a sweep in progress.
     figures : bool
         Write PNG figures.
+    result_sinks : sequence of callables, optional
+        Each is called as ``sink(entry, maps, start_doc)`` after a sweep was fitted and its
+        files written (``entry``: the summary entry; ``maps``: :class:`XanesMaps`;
+        ``start_doc``: the raw run's start document), e.g. to store the maps in a catalog.
+        A sink that raises is logged and recorded in the entry; the service goes on.
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class AnalysisService:
         truth_dir: str | Path | None = None,
         snapshot_endpoint: str | None = None,
         figures: bool = True,
+        result_sinks: Sequence[Callable[[dict[str, Any], XanesMaps, dict[str, Any]], Any]] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
         self.maps_dir = self.out_dir / "maps"
@@ -114,6 +121,7 @@ class AnalysisService:
         self.config = config or FitConfig()
         self.truth_dir = Path(truth_dir) if truth_dir else None
         self.figures = figures
+        self.result_sinks = list(result_sinks)
         self.subscriber = Subscriber(endpoint, snapshot_endpoint=snapshot_endpoint)
         self.map_publisher = Publisher(maps_endpoint) if maps_endpoint else None
         self._sweeps: dict[str, _Sweep] = {}
@@ -258,6 +266,12 @@ class AnalysisService:
         if self.figures:
             self._figures(stem, maps, diff, entry)
         self._publish(sweep, maps, diff, entry)
+        for sink in self.result_sinks:
+            try:
+                sink(entry, maps, sweep.start)
+            except Exception as exc:  # noqa: BLE001 - a sink must not stop the service
+                log.exception("result sink %r failed", sink)
+                entry.setdefault("sink_errors", []).append(f"{type(exc).__name__}: {exc}")
         self._record(entry)
         log.info("sweep %d fitted: mean valence %.3f", sweep.sweep_index, entry["mean_valence"])
         return entry
