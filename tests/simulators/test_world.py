@@ -103,3 +103,23 @@ def test_ring_current_tops_up(small_world):
     currents = np.array(currents)
     assert 395 < currents.min() and currents.max() < 402
     assert (np.diff(currents) > 0.5).any()  # a top-up happened
+
+
+def test_projection_matches_the_3d_volume():
+    w = SimWorld.from_preset("nmc622-gravel", size=64, seed=0)
+    w.heater.setpoint_c = 160.0
+    w.advance(3600.0)
+    s = w.sample
+    proj = s.project(0.0)
+    c = s.chemistry.state.c
+    ni_v_voxels = 0.0
+    ni_voxels = 0.0
+    for i, vol in enumerate(s.particles):
+        v = s.valence_volume(i)
+        solid = vol.solid(c)
+        ni_v_voxels += float(np.nansum(v * vol.density * solid))
+        ni_voxels += float((vol.density * solid).sum())
+    vox = s.voxel_um
+    ni_v_proj = float((2 * proj[0] + 3 * proj[1] + 4 * proj[2]).sum()) / vox
+    assert ni_v_proj == pytest.approx(ni_v_voxels, rel=1e-3)
+    assert float(proj[3].sum()) / vox == pytest.approx(ni_voxels, rel=1e-3)

@@ -24,7 +24,7 @@ projection is needed::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -103,7 +103,6 @@ class ChemistryState:
     s: float = 0.0
     c: float = 1.0
     p: float = 0.0
-    history: list = field(default_factory=list)
 
 
 class Chemistry:

@@ -10,7 +10,6 @@ vector are (row, col); ``sample_xy_um`` is (x, y) of the sample stage in um.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -368,8 +367,3 @@ class SimWorld:
             f"SimWorld(preset={self.preset.name!r}, size={self.size}, "
             f"t={self.clock.now():.1f} s, T={self.heater.temperature_c:.1f} C)"
         )
-
-
-def degrees_to_radians(theta_deg: float) -> float:
-    """Helper kept for devices: ``theta_deg`` in radians."""
-    return math.radians(theta_deg)
