@@ -18,6 +18,7 @@ from thermoxanes.streaming.protocol import (
     FrameMessage,
     MapUpdateMessage,
     StatsMessage,
+    encode_document,
     encode_frame,
     encode_heartbeat,
 )
@@ -248,6 +249,34 @@ def test_gaps_are_detected_and_attributed_to_runs():
         ctx.term()
 
 
+def test_gap_before_a_start_document_is_not_charged_to_the_new_run():
+    ctx = zmq.Context()
+    sock, endpoint = _raw_pub(ctx)
+    pid = "test-" + uuid.uuid4().hex[:6]
+    sub = Subscriber(endpoint)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sub.recv(0.05) is None:
+            sock.send_multipart(encode_heartbeat(seq=-1, publisher=pid))
+        frame = np.zeros((2, 2), np.uint8)
+        sock.send_multipart(encode_document("start", {"uid": "A", "time": 0}, seq=0,
+                                            publisher=pid))
+        sock.send_multipart(encode_frame(frame, seq=1, publisher=pid, run_uid="A",
+                                         stream="primary"))
+        # seq 2 (A's stop) and 3 lost; B starts cleanly
+        sock.send_multipart(encode_document("start", {"uid": "B", "time": 0}, seq=4,
+                                            publisher=pid))
+        sock.send_multipart(encode_frame(frame, seq=5, publisher=pid, run_uid="B",
+                                         stream="primary"))
+        assert len(collect(sub, 4, timeout_s=5)) == 4
+        assert sub.gaps_for_run("A") == 2
+        assert sub.gaps_for_run("B") == 0 and sub.run_info("B").complete
+    finally:
+        sub.close()
+        sock.close(0)
+        ctx.term()
+
+
 def test_publisher_drops_are_counted_and_visible_as_gaps():
     # A frame bigger than max_queue_bytes can never be queued: a deterministic drop.
     pub = Publisher(ANY_PORT, max_queue_bytes=1024, heartbeat_s=0.05)
@@ -339,3 +368,59 @@ def test_copy_frames_option():
                 frame[:] = 7
             (msg,) = collect(sub, 1)
             assert not msg.array.any()
+
+
+KILLABLE_PUBLISHER = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    from thermoxanes.streaming.publisher import Publisher
+    pub = Publisher(sys.argv[1], heartbeat_s=0.05)
+    print(pub.endpoint, flush=True)
+    if sys.argv[2] == "open-run":
+        pub("start", {"uid": "killed-run", "time": 0.0})
+        pub.send_frame(np.ones((4, 4), np.uint16), run_uid="killed-run", stream="primary")
+        pub.flush(5)
+        time.sleep(60)
+    for _ in range(600):  # restarted: keep sending (PUB drops until a subscriber is back)
+        pub.send_frame(np.full((4, 4), 2, np.uint16), run_uid=None, stream="primary")
+        time.sleep(0.1)
+    """
+)
+
+
+@pytest.mark.system
+def test_reconnects_after_publisher_process_is_killed_and_restarted():
+    first = subprocess.Popen([sys.executable, "-c", KILLABLE_PUBLISHER, ANY_PORT, "open-run"],
+                             stdout=subprocess.PIPE, text=True)
+    second = None
+    try:
+        endpoint = first.stdout.readline().strip()
+        sub = Subscriber(endpoint, reconnect_after_s=1.0)
+        try:
+            wait_ready(sub)
+            # the subscriber may have joined after the start: only check what follows
+            first.kill()  # no stop document, no goodbye
+            first.wait(10)
+            t_kill = time.monotonic()
+            while time.monotonic() - t_kill < 3.0:  # longer than the silence limit (2 s)
+                sub.recv(0.2)
+            assert sub.stats["publishers_silent"] == 1
+            second = subprocess.Popen([sys.executable, "-c", KILLABLE_PUBLISHER, endpoint,
+                                       "restart"], stdout=subprocess.PIPE, text=True)
+            assert second.stdout.readline().strip() == endpoint
+            deadline = time.monotonic() + 15
+            frame = None
+            while frame is None and time.monotonic() < deadline:
+                msg = sub.recv(0.2)
+                if isinstance(msg, FrameMessage) and msg.array[0, 0] == 2:
+                    frame = msg
+            assert frame is not None, sub.stats
+            assert sub.run_info("killed-run").interrupted
+            assert sub.gaps_for_run("killed-run") >= 1
+        finally:
+            sub.close()
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(10)

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 _MAX_RUNS = 1000
 _MAX_PUBLISHERS = 64
+#: A publisher is silent after this many heartbeat periods without a message (>= 2 s).
+SILENCE_FACTOR = 6.0
 
 
 @dataclass
@@ -58,16 +60,20 @@ class RunGapInfo:
         Number of separate gaps.
     joined_late : bool
         The subscriber joined while the run was in progress.
+    interrupted : bool
+        The publisher fell silent (no heartbeat for ``silence_factor`` heartbeat
+        periods, at least 2 s) or restarted while the run was open.
     """
 
     missed_messages: int = 0
     gaps: int = 0
     joined_late: bool = False
+    interrupted: bool = False
 
     @property
     def complete(self) -> bool:
         """Whether nothing of the run is known to be missing."""
-        return self.missed_messages == 0 and not self.joined_late
+        return self.missed_messages == 0 and not self.joined_late and not self.interrupted
 
 
 @dataclass
@@ -75,6 +81,8 @@ class _PublisherState:
     last_seq: int
     run_uid: str | None
     last_time_s: float = field(default_factory=time.monotonic)
+    interval_s: float = 0.5
+    silent: bool = False
 
 
 class Subscriber:
@@ -136,6 +144,7 @@ class Subscriber:
             "heartbeats": 0,
             "publishers_seen": 0,
             "publisher_restarts": 0,
+            "publishers_silent": 0,
             "reconnects": 0,
             "snapshot": None,
             "snapshot_messages": 0,
@@ -218,6 +227,7 @@ class Subscriber:
                 continue
             if self._sub.poll(wait_ms, zmq.POLLIN):
                 continue
+            self._check_silence()
             if (
                 self.reconnect_after_s is not None
                 and time.monotonic() - self._last_rx > self.reconnect_after_s
@@ -235,13 +245,14 @@ class Subscriber:
         Returns
         -------
         int
-            0 when nothing is known to be missing; positive when messages were lost
-            or the subscriber joined the run late (then at least 1).
+            0 when nothing is known to be missing; positive when messages were lost,
+            the subscriber joined the run late, or the publisher died with the run
+            open (then at least 1).
         """
         info = self._runs.get(run_uid)
         if info is None:
             return 0
-        return max(info.missed_messages, 1 if info.joined_late else 0)
+        return max(info.missed_messages, 1 if info.joined_late or info.interrupted else 0)
 
     def run_info(self, run_uid: str) -> RunGapInfo:
         """Return the gap information of a run (a copy; empty if unknown)."""
@@ -377,6 +388,23 @@ class Subscriber:
 
     # ------------------------------------------------------------------ sequencing
 
+    def _check_silence(self) -> None:
+        """Mark runs open at publishers that stopped sending heartbeats.
+
+        Called only when nothing is waiting on the socket, so a subscriber that was
+        busy does not mistake its own backlog for a silent publisher.
+        """
+        now = time.monotonic()
+        for pub, st in self._publishers.items():
+            limit = max(2.0, SILENCE_FACTOR * st.interval_s)
+            if not st.silent and now - st.last_time_s > limit:
+                st.silent = True
+                self._stats["publishers_silent"] += 1
+                if st.run_uid is not None:
+                    self._run(st.run_uid).interrupted = True
+                    log.warning("publisher %s silent for %.1f s with run %s open",
+                                pub, now - st.last_time_s, st.run_uid)
+
     def _run(self, run_uid: str) -> RunGapInfo:
         info = self._runs.get(run_uid)
         if info is None:
@@ -396,6 +424,10 @@ class Subscriber:
         if st is None:
             if self._publishers:
                 self._stats["publisher_restarts"] += 1
+                # a publisher that was silent with a run open will not finish it
+                for other in self._publishers.values():
+                    if other.silent and other.run_uid is not None:
+                        self._run(other.run_uid).interrupted = True
             self._stats["publishers_seen"] += 1
             # Everything before this message happened before we joined.
             st = _PublisherState(last_seq=seq - 1 if sequenced else seq, run_uid=None)
@@ -408,6 +440,11 @@ class Subscriber:
                 info.joined_late = True
         self._publishers.move_to_end(pub)
         st.last_time_s = time.monotonic()
+        st.silent = False
+        if isinstance(msg, Heartbeat):
+            interval = msg.header.get("interval_s")
+            if isinstance(interval, int | float) and 0 < interval < 3600:
+                st.interval_s = float(interval)
         expected = st.last_seq + 1
         if sequenced:
             if seq < expected:
@@ -419,7 +456,12 @@ class Subscriber:
         if missed > 0:
             self._stats["gaps"] += 1
             self._stats["missed_messages"] += missed
-            runs = {st.run_uid, msg.run_uid} - {None}
+            # Lost messages belong to the run open before the gap and to the run of the
+            # message after it, unless that message opens its run (then nothing of that
+            # run can have been lost).
+            is_start = isinstance(msg, DocumentMessage) and msg.name == "start"
+            runs = {st.run_uid} | (set() if is_start else {msg.run_uid})
+            runs.discard(None)
             for run_uid in runs:
                 info = self._run(run_uid)  # type: ignore[arg-type]
                 info.missed_messages += missed
