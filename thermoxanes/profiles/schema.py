@@ -39,8 +39,13 @@ class SampleStageSection(_Section):
 
 
 class HeaterSection(_Section):
+    """Heater settings and safety limits (checked before anything moves)."""
+
     max_temperature_c: float = 450.0
+    max_ramp_rate_c_per_min: float = Field(20.0, gt=0)
+    max_setpoint_step_c: float = Field(250.0, gt=0)
     safe_temperature_c: float = 25.0
+    safe_state: Literal["setpoint", "output_off"] = "setpoint"
     tolerance_c: float = Field(1.0, gt=0)
     settle_s: float = Field(30.0, ge=0)
 
