@@ -96,9 +96,12 @@ def fit_stack(
     _, n_h, n_w = stack.shape
     out = np.empty((N_OUT, n_h, n_w), dtype=np.float32)
     mask = np.empty((n_h, n_w), dtype=np.bool_)
-    lin_t = np.ascontiguousarray(plan.lin_coef.T)
-    var_t = np.ascontiguousarray(plan.var_coef.T)
-    _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, plan.in_pre,
+    # Weights and sums in the stack's precision (float32: twice the SIMD lanes; the sums
+    # of at most E terms lose nothing that matters against counting noise).
+    lin_t = np.ascontiguousarray(plan.lin_coef.T, dtype=stack.dtype)
+    var_t = np.ascontiguousarray(plan.var_coef.T, dtype=stack.dtype)
+    _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t,
+                      plan.in_pre.astype(stack.dtype),
                       int(plan.pre_index[0]), plan.blk_lo, plan.blk_hi, *plan_kernel_args(plan),
                       out, mask)
     return maps_from_out(out, mask, plan, shifts, cfg)
