@@ -97,12 +97,13 @@ def _raw_receiver(q: Any, endpoint: str, n: int, size: int) -> None:
 # ----------------------------------------------------------------------------- thermoxanes
 
 
-def _txm_sender(q: Any, go: Any, done: Any, n: int, size: int, hwm: int) -> None:
+def _txm_sender(q: Any, go: Any, done: Any, n: int, size: int, hwm: int,
+                inline_send: bool) -> None:
     from thermoxanes.streaming.publisher import Publisher
 
     frames = _frames(size)
     pub = Publisher("tcp://127.0.0.1:*", hwm=hwm, heartbeat_s=0.05,
-                    max_queue_bytes=1 << 40)
+                    max_queue_bytes=1 << 40, inline_send=inline_send)
     q.put(("endpoint", pub.endpoint))
     go.wait()
     t0 = time.monotonic()
@@ -278,10 +279,11 @@ def run_raw(n: int, size: int) -> dict:
     return _rate(n, got, t0, t_last, size * size * 2)
 
 
-def run_thermoxanes(n: int, size: int) -> dict:
+def run_thermoxanes(n: int, size: int, inline_send: bool = True) -> dict:
     qs, qr = SPAWN.Queue(), SPAWN.Queue()
     go, ready, done = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
-    ps = SPAWN.Process(target=_txm_sender, args=(qs, go, done, n, size, max(1000, n + 10)))
+    ps = SPAWN.Process(target=_txm_sender,
+                       args=(qs, go, done, n, size, max(1000, n + 10), inline_send))
     ps.start()
     endpoint = _get(qs, "endpoint")[1]
     pr = SPAWN.Process(target=_txm_receiver, args=(qr, ready, endpoint, n, max(1000, n + 10)))
@@ -508,6 +510,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="throughput repetitions, interleaved (best and median reported)")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["raw", "thermoxanes", "bluesky", "steady", "stall"])
+    ap.add_argument("--queued-too", action="store_true",
+                    help="also time thermoxanes with inline_send=False (always queued)")
     args = ap.parse_args(argv)
     size = args.size
     n_tp = args.throughput_frames or min(200, args.frames)
@@ -529,12 +533,15 @@ def main(argv: list[str] | None = None) -> dict:
         pass
 
     tp = results["throughput"]
-    runs: dict[str, list[dict]] = {"raw_pyzmq": [], "thermoxanes": [], "bluesky": []}
-    for _ in range(args.repeat):  # interleaved so that drift hits all three alike
+    runs: dict[str, list[dict]] = {"raw_pyzmq": [], "thermoxanes": [], "bluesky": [],
+                                   "thermoxanes_queued": []}
+    for _ in range(args.repeat):  # interleaved so that drift hits all alike
         if "raw" not in args.skip:
             runs["raw_pyzmq"].append(run_raw(n_tp, size))
         if "thermoxanes" not in args.skip:
             runs["thermoxanes"].append(run_thermoxanes(n_tp, size))
+            if args.queued_too:
+                runs["thermoxanes_queued"].append(run_thermoxanes(n_tp, size, False))
         if "bluesky" not in args.skip:
             runs["bluesky"].append(run_bluesky(n_bs, size))
     for key, lst in runs.items():

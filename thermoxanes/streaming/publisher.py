@@ -2,7 +2,8 @@
 
 ``Publisher`` is a bluesky callback (``RE.subscribe(pub)``) and a direct frame API
 (``send_frame``, ``send_map_update``).  Calls never block acquisition: each message is
-encoded and put on a bounded in-memory queue, and a background thread sends it.  When the
+encoded and, when nothing is waiting, handed to ZeroMQ at once (a PUB send never blocks);
+otherwise it goes on a bounded in-memory queue that a background thread drains in order.  When the
 queue is full (``hwm`` frames or ``max_queue_bytes``), new frames and map updates are
 dropped and counted; their sequence numbers are consumed, so subscribers see the gap.
 The PUB socket itself drops messages for a subscriber whose pipe holds ``hwm`` messages,
@@ -110,6 +111,10 @@ class Publisher:
     copy_frames : bool
         Copy each frame when it is queued (for cameras that reuse their buffers);
         by default frames are sent without copying and must not be modified.
+    inline_send : bool
+        When nothing is queued, hand a message to ZeroMQ in the calling thread (in
+        order, non-blocking: PUB drops rather than blocks); otherwise queue it for the
+        background thread.  ``False`` always queues.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class Publisher:
         snapshot_streams: tuple[str, ...] = ("dark", "flat"),
         allow_insecure_remote: bool = False,
         copy_frames: bool = False,
+        inline_send: bool = True,
     ) -> None:
         if hwm < 1:
             raise ValueError("hwm must be at least 1")
@@ -150,6 +156,7 @@ class Publisher:
         self.stats_interval_s = float(stats_interval_s)
         self.snapshot_streams = tuple(snapshot_streams)
         self.copy_frames = bool(copy_frames)
+        self.inline_send = bool(inline_send)
         self.max_documents_queued = max(10 * self.hwm, 10_000)
 
         self._ctx = zmq.Context()
@@ -178,7 +185,8 @@ class Publisher:
         )
 
         # caller-side state (guarded by _cond)
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
+        self._sock_lock = threading.Lock()  # the PUB socket is used by two threads
         self._queue: deque[_Item] = deque()
         self._queued_droppable = 0
         self._queued_bytes = 0
@@ -566,9 +574,15 @@ class Publisher:
                 self._count_drop(kind, nbytes, run_uid)
                 log.error("cannot encode %s message: %s", kind, exc)
                 return False
-            self._queue.append(
-                _Item(seq, kind, parts, nbytes, run_uid, retain, begins_run, ends_run)
-            )
+            item = _Item(seq, kind, parts, nbytes, run_uid, retain, begins_run, ends_run)
+            if self.inline_send and not self._queue and not self._busy:
+                # Nothing waiting and the sender idle: hand the message to ZeroMQ here,
+                # in order, sparing a thread hop.  A PUB send never blocks (it drops
+                # for a subscriber whose pipe is full), so neither does this.
+                self._busy = True
+                self._send_item(self._socket, item)
+                return True
+            self._queue.append(item)
             if droppable:
                 self._queued_droppable += 1
                 self._queued_bytes += nbytes
@@ -635,7 +649,8 @@ class Publisher:
 
     def _send_item(self, sock: zmq.Socket, item: _Item) -> None:
         try:
-            sock.send_multipart(item.parts, copy=False)
+            with self._sock_lock:
+                sock.send_multipart(item.parts, copy=False)
         except zmq.ZMQError as exc:
             with self._cond:
                 self._counters["errors"] += 1
@@ -682,7 +697,8 @@ class Publisher:
             )
             key = "stats_messages"
         try:
-            sock.send_multipart(parts)
+            with self._sock_lock:
+                sock.send_multipart(parts)
         except zmq.ZMQError as exc:
             log.warning("control message not sent: %s", exc)
             return
