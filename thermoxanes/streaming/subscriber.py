@@ -472,9 +472,10 @@ class Subscriber:
                     "gap: %d message(s) missing before seq %d from %s (runs %s)",
                     missed, seq, pub, sorted(runs),
                 )
+        stale = not sequenced and seq < st.last_seq  # a heartbeat overtaken by data
         st.last_seq = max(st.last_seq, seq)
         if isinstance(msg, DocumentMessage) and msg.name == "stop":
             st.run_uid = None
-        else:
+        elif not stale:
             st.run_uid = msg.run_uid
         return True
