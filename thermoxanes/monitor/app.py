@@ -1,0 +1,496 @@
+"""The monitor page: one Bokeh document per browser session, all fed by one state.
+
+Each viewer gets its own :class:`MonitorView` (Bokeh server sessions). A view registers
+a listener on the :class:`~thermoxanes.monitor.state.MonitorState`; when a map update
+arrives the listener schedules :meth:`MonitorView.refresh` on the session's event loop
+(``Document.add_next_tick_callback``, the thread-safe entry point), so the new maps go
+out over the session's websocket at once. Acquisition documents (temperature, progress,
+health) are pushed by a periodic callback every 0.5 s, which also coalesces bursts.
+
+Everything drawn is a Bokeh glyph or annotation (image with colour mapper, ColorBar,
+ScaleBar, contour lines from :func:`bokeh.plotting.contour.contour_data`, patches,
+lines); the health and progress panels are HTML in a ``Div``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    CustomJS,
+    Div,
+    FixedTicker,
+    HoverTool,
+    LinearColorMapper,
+    Range1d,
+    ScaleBar,
+    Span,
+)
+from bokeh.models.annotations.dimensional import CustomDimensional, MetricLength
+from bokeh.palettes import Plasma256, RdBu11, Viridis256
+from bokeh.plotting import figure
+from bokeh.plotting.contour import contour_data
+
+from thermoxanes.monitor.state import DisplayMaps, MonitorState, SweepRecord
+
+MAP_WIDTH_PX = 360
+PUSH_PERIOD_MS = 500
+_TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+_DIVERGING = list(RdBu11)  # low (reduction) blue .. high (oxidation) red
+
+#: Browser-side: when the websocket is lost, poll the page until the server answers,
+#: then reload (a restarted monitor gets a fresh session; nothing to click).
+_RECONNECT_JS = """
+if (window.__txm_reconnecting) { return; }
+window.__txm_reconnecting = true;
+const banner = document.createElement('div');
+banner.id = 'txm-reconnecting';
+banner.textContent = 'Connection to the monitor lost; reconnecting...';
+banner.style.cssText = 'position:fixed;top:0;left:0;right:0;padding:6px;' +
+    'background:#b00020;color:white;font:14px sans-serif;z-index:1000';
+document.body.appendChild(banner);
+const retry = () => {
+  fetch(window.location.href, {cache: 'no-store'})
+    .then((r) => { if (r.ok) { window.location.reload(); } else { setTimeout(retry, 1000); } })
+    .catch(() => setTimeout(retry, 1000));
+};
+setTimeout(retry, 1000);
+"""
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:{spec}}{unit}"
+
+
+def _percentiles(values: np.ndarray, lo: float, hi: float) -> tuple[float, float] | None:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    a, b = np.percentile(finite, [lo, hi])
+    return float(a), float(b)
+
+
+def _temperature_colour(temperature: float | None, lo: float, hi: float) -> str:
+    if temperature is None:
+        return "#808080"
+    span = max(hi - lo, 1.0)
+    index = int(round((temperature - lo) / span * 0.9 * 255))
+    return Plasma256[min(255, max(0, index))]
+
+
+def _ridgelines(records: list[SweepRecord], edges: np.ndarray, which: str,
+                lo_t: float, hi_t: float) -> tuple[dict[str, list], list[float], dict, tuple]:
+    """Patches (one per sweep) stacked by sweep order: the histogram evolution."""
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    chosen = [(r, getattr(r, which)) for r in records if getattr(r, which) is not None]
+    peak = max((float(d.max()) for _, d in chosen if d.size), default=0.0)
+    scale = 1.6 / peak if peak > 0 else 1.0
+    data: dict[str, list] = {"xs": [], "ys": [], "color": [], "label": [], "mean": []}
+    ticks: list[float] = []
+    labels: dict[float, str] = {}
+    used = np.zeros(len(centres), dtype=bool)
+    for offset, (record, density) in enumerate(chosen):
+        used |= density > 0
+        xs = np.concatenate([[centres[0]], centres, [centres[-1]]])
+        ys = offset + np.concatenate([[0.0], density * scale, [0.0]])
+        data["xs"].append(xs)
+        data["ys"].append(ys)
+        data["color"].append(_temperature_colour(record.temperature_c, lo_t, hi_t))
+        label = record.label
+        if which == "delta_density" and record.against_sweep is not None:
+            label += f" − sweep {record.against_sweep}"
+        data["label"].append(label)
+        mean = record.mean_valence if which == "valence_density" else record.mean_delta_valence
+        data["mean"].append(_fmt(mean, ".3f"))
+        ticks.append(float(offset))
+        labels[float(offset)] = label if len(chosen) <= 12 or offset % max(
+            1, len(chosen) // 12) == 0 else ""
+    if used.any():
+        idx = np.flatnonzero(used)
+        x_span = (float(edges[idx[0]]), float(edges[idx[-1] + 1]))
+    else:
+        x_span = (float(edges[0]), float(edges[-1]))
+    return data, ticks, labels, x_span
+
+
+class MonitorView:
+    """The widgets of one browser session.
+
+    Parameters
+    ----------
+    doc : bokeh.document.Document
+        The session's document.
+    state : MonitorState
+        Shared state fed by the receiver threads.
+    """
+
+    def __init__(self, doc: Document, state: MonitorState) -> None:
+        self.doc = doc
+        self.state = state
+        self._maps_version = -1
+        self._sweeps_version = -1
+        self._data_version = -1
+        self._trace_epoch = -1
+        self._trace_sent = 0
+        self._pending = threading.Event()
+        self._shape: tuple[int, int] | None = None
+        self._build()
+        self._listener = self._on_state_change
+        state.add_listener(self._listener)
+        doc.add_periodic_callback(self.refresh, PUSH_PERIOD_MS)
+        doc.on_session_destroyed(self._on_destroyed)
+        doc.js_on_event("connection_lost", CustomJS(code=_RECONNECT_JS))
+        doc.config.reconnect_session = False
+        doc.config.notify_connection_status = False
+        doc.title = "thermoxanes monitor"
+        self.refresh()
+
+    # -- building -----------------------------------------------------------------------
+    def _map_figure(self, title: str, name: str) -> Any:
+        fig = figure(title=title, name=name, tools=_TOOLS, match_aspect=True,
+                     frame_width=MAP_WIDTH_PX, frame_height=MAP_WIDTH_PX,
+                     x_range=Range1d(0, 1), y_range=Range1d(1, 0),
+                     toolbar_location="right", css_classes=[name])
+        fig.axis.visible = False
+        fig.grid.visible = False
+        fig.background_fill_color = "#f4f4f4"
+        return fig
+
+    def _build(self) -> None:
+        empty_image = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+        # latest valence map
+        self.valence_source = ColumnDataSource(dict(empty_image), name="valence_source")
+        self.valence_mapper = LinearColorMapper(palette=Viridis256, low=2.0, high=4.0,
+                                                nan_color=(0, 0, 0, 0))
+        self.valence_fig = self._map_figure("Ni valence: waiting for a map update",
+                                            "txm-valence-map")
+        self.valence_fig.image(image="image", x="x", y="y", dw="dw", dh="dh",
+                               source=self.valence_source, color_mapper=self.valence_mapper)
+        self.valence_fig.add_layout(ColorBar(color_mapper=self.valence_mapper,
+                                             title="Ni valence", width=12), "right")
+        self.valence_fig.add_tools(HoverTool(tooltips=[("valence", "@image{0.000}")]))
+        self.valence_scale = ScaleBar(range=self.valence_fig.x_range, location="bottom_left",
+                                      bar_length=0.25, background_fill_alpha=0.6)
+        self.valence_fig.add_layout(self.valence_scale)
+        # differential map with significant pixels outlined
+        self.diff_source = ColumnDataSource(dict(empty_image), name="differential_source")
+        self.diff_mapper = LinearColorMapper(palette=_DIVERGING, low=-0.1, high=0.1,
+                                             nan_color=(0, 0, 0, 0))
+        self.diff_fig = self._map_figure("Differential: from the second sweep on",
+                                         "txm-differential-map")
+        self.diff_fig.image(image="image", x="x", y="y", dw="dw", dh="dh",
+                            source=self.diff_source, color_mapper=self.diff_mapper)
+        self.diff_fig.add_layout(ColorBar(color_mapper=self.diff_mapper, title="Δ valence",
+                                          width=12), "right")
+        self.diff_fig.add_tools(HoverTool(tooltips=[("Δ valence", "@image{+0.000}")]))
+        self.sig_source = ColumnDataSource({"xs": [], "ys": []}, name="significant_source")
+        self.diff_fig.multi_line(xs="xs", ys="ys", source=self.sig_source, line_color="black",
+                                 line_width=1.2, legend_label="|z| > 3")
+        self.diff_fig.legend.location = "top_right"
+        self.diff_fig.legend.background_fill_alpha = 0.6
+        self.diff_scale = ScaleBar(range=self.diff_fig.x_range, location="bottom_left",
+                                   bar_length=0.25, background_fill_alpha=0.6)
+        self.diff_fig.add_layout(self.diff_scale)
+        # status panels
+        self.progress_div = Div(text="", width=330, name="progress", css_classes=["txm-progress"])
+        self.health_div = Div(text="", width=330, name="health", css_classes=["txm-health"])
+        # histogram evolution and differential histograms (ridgelines)
+        self.temperature_mapper = LinearColorMapper(palette=Plasma256[:231], low=25, high=250)
+        self.hist_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [],
+                                             "mean": []}, name="histogram_source")
+        self.hist_fig = figure(title="Valence histograms by sweep", tools=_TOOLS, width=560,
+                               height=360, x_axis_label="Ni valence", name="txm-histograms",
+                               x_range=Range1d(2.0, 4.0), y_axis_label="sweep",
+                               css_classes=["txm-histograms"])
+        self.delta_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [],
+                                              "mean": []}, name="delta_histogram_source")
+        self.delta_fig = figure(title="Differential histograms (against the previous sweep)",
+                                tools=_TOOLS, width=560, height=360,
+                                x_axis_label="Δ valence", name="txm-delta-histograms",
+                                x_range=Range1d(-0.5, 0.5), y_axis_label="sweep",
+                                css_classes=["txm-delta-histograms"])
+        for fig, source, what in ((self.hist_fig, self.hist_source, "mean valence"),
+                                  (self.delta_fig, self.delta_source, "mean Δ")):
+            renderer = fig.patches(xs="xs", ys="ys", source=source, fill_color="color",
+                                   fill_alpha=0.55, line_color="color", line_width=1.5)
+            fig.add_tools(HoverTool(renderers=[renderer],
+                                    tooltips=[("", "@label"), (what, "@mean")]))
+            fig.add_layout(ColorBar(color_mapper=self.temperature_mapper, title="°C",
+                                    width=10), "right")
+            fig.yaxis.ticker = FixedTicker(ticks=[])
+            fig.ygrid.visible = False
+        self.delta_fig.add_layout(Span(location=0.0, dimension="height", line_color="black",
+                                       line_dash="dashed"))
+        # series: mean valence / edge energy against temperature and time
+        self.series_source = ColumnDataSource(
+            {"temperature_c": [], "time_min": [], "valence": [], "edge_ev": [],
+             "whiteline_ev": [], "label": []}, name="series_source")
+        hover = [("", "@label"), ("T", "@temperature_c{0.0} °C"),
+                 ("valence", "@valence{0.000}"), ("edge", "@edge_ev{0.00} eV")]
+        self.series_figs = []
+        for y, ylabel, x, xlabel in (
+                ("valence", "mean Ni valence", "temperature_c", "temperature (°C)"),
+                ("edge_ev", "mean edge energy (eV)", "temperature_c", "temperature (°C)"),
+                ("valence", "mean Ni valence", "time_min", "time (min)"),
+                ("edge_ev", "mean edge energy (eV)", "time_min", "time (min)")):
+            fig = figure(width=280, height=240, tools=_TOOLS, x_axis_label=xlabel,
+                         y_axis_label=ylabel, name=f"txm-{y}-vs-{x}")
+            fig.line(x=x, y=y, source=self.series_source, color="#1f77b4")
+            fig.scatter(x=x, y=y, source=self.series_source, size=7, color="#1f77b4")
+            fig.add_tools(HoverTool(tooltips=hover))
+            self.series_figs.append(fig)
+        # temperature trace with the sweeps marked
+        self.trace_source = ColumnDataSource({"time_min": [], "temperature_c": []},
+                                             name="trace_source")
+        self.trace_fig = figure(title="Temperature", width=1140, height=240, tools=_TOOLS,
+                                x_axis_label="time (min)", y_axis_label="heater (°C)",
+                                name="txm-temperature")
+        self.trace_fig.line(x="time_min", y="temperature_c", source=self.trace_source,
+                            color="#d62728", line_width=1.5)
+        self.trace_fig.scatter(x="time_min", y="temperature_c", source=self.series_source,
+                               size=9, marker="diamond", color="black",
+                               legend_label="fitted sweeps")
+        self.trace_fig.legend.location = "top_left"
+        self.header_div = Div(text="<h2 style='margin:4px 0'>thermoxanes live monitor</h2>",
+                              width=1140)
+        self.doc.add_root(column(
+            self.header_div,
+            row(self.valence_fig, self.diff_fig, column(self.progress_div, self.health_div)),
+            row(self.hist_fig, self.delta_fig),
+            row(*self.series_figs),
+            self.trace_fig,
+        ))
+
+    # -- updates ------------------------------------------------------------------------
+    def _on_state_change(self, part: str) -> None:
+        """Called from a receiver thread: schedule a refresh (at most one pending)."""
+        if part != "maps" or self._pending.is_set():
+            return
+        self._pending.set()
+        try:
+            self.doc.add_next_tick_callback(self._refresh_from_push)
+        except Exception:  # noqa: BLE001 - the session may be closing
+            self._pending.clear()
+
+    def _refresh_from_push(self) -> None:
+        self._pending.clear()
+        self.refresh()
+
+    def _on_destroyed(self, _context: Any) -> None:
+        self.state.remove_listener(self._listener)
+
+    def refresh(self) -> None:
+        """Bring the widgets up to date with the state (runs on the session's loop)."""
+        state = self.state
+        with state.lock:
+            maps_version = state.maps_version
+            maps = state.maps
+            records = list(state.sweeps)
+            data_version = state.data_version
+            origin = state.time_origin_s
+            epoch = state.trace_epoch
+            trace_t = state.trace_time_s[self._trace_sent:] if epoch == self._trace_epoch \
+                else list(state.trace_time_s)
+            trace_c = state.trace_temperature_c[self._trace_sent:] \
+                if epoch == self._trace_epoch else list(state.trace_temperature_c)
+            trace_total = len(state.trace_time_s)
+            progress = vars(state.progress).copy()
+            fraction = state.progress.fraction
+        if maps is not None and maps_version != self._maps_version:
+            self._maps_version = maps_version
+            self._update_maps(maps)
+            self._update_series(records, origin)
+        if epoch != self._trace_epoch:
+            self._trace_epoch = epoch
+            self.trace_source.data = self._trace_data(trace_t, trace_c, origin)
+        elif trace_t:
+            self.trace_source.stream(self._trace_data(trace_t, trace_c, origin))
+        self._trace_sent = trace_total
+        # status texts age (silence, rates): rebuilt every period; Bokeh sends only changes
+        self._data_version = data_version
+        self.progress_div.text = self._progress_html(progress, fraction)
+        self.health_div.text = self._health_html()
+
+    @staticmethod
+    def _trace_data(times: list[float], temps: list[float], origin: float | None) -> dict:
+        origin = origin if origin is not None else (times[0] if times else 0.0)
+        return {"time_min": [(t - origin) / 60.0 for t in times], "temperature_c": list(temps)}
+
+    def _set_extent(self, maps: DisplayMaps) -> tuple[float, float, float]:
+        h, w = maps.shape
+        pixel = maps.pixel_size_um
+        unit = pixel if pixel else 1.0
+        width, height = w * unit, h * unit
+        if self._shape != (h, w) or self.valence_fig.x_range.end != width:
+            self._shape = (h, w)
+            for fig, bar in ((self.valence_fig, self.valence_scale),
+                             (self.diff_fig, self.diff_scale)):
+                fig.x_range.update(start=0, end=width)
+                fig.y_range.update(start=height, end=0)
+                fig.frame_height = max(120, int(round(MAP_WIDTH_PX * h / w)))
+                if pixel:
+                    bar.update(unit="µm", dimensional=MetricLength())
+                else:
+                    bar.update(unit="px", dimensional=CustomDimensional(
+                        basis={"px": (1, "px", "pixel")},
+                        ticks=[1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000]))
+        return width, height, unit
+
+    def _update_maps(self, maps: DisplayMaps) -> None:
+        width, height, _ = self._set_extent(maps)
+        header = maps.header
+        temp = header.get("temperature_c")
+        sweep = f"sweep {maps.sweep_index}" if maps.sweep_index is not None else "latest sweep"
+        temp_text = f", {temp:.0f} °C" if isinstance(temp, int | float) else ""
+        image = {"image": [maps.valence], "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
+        # flipped y range: row 0 at the top, as in the PNG figures
+        self.valence_source.data = image
+        span = _percentiles(maps.valence, 1, 99)
+        if span is not None:
+            self.valence_mapper.update(low=span[0], high=max(span[1], span[0] + 1e-3))
+        self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
+        if maps.differential is None:
+            self.diff_source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+            self.sig_source.data = {"xs": [], "ys": []}
+            self.diff_fig.title.text = f"Differential: none yet ({sweep} is the first)"
+            return
+        self.diff_source.data = {"image": [maps.differential], "x": [0.0], "y": [0.0],
+                                 "dw": [width], "dh": [height]}
+        finite = maps.differential[np.isfinite(maps.differential)]
+        bound = float(np.percentile(np.abs(finite), 99)) if finite.size else 0.1
+        bound = max(bound, 1e-3)
+        self.diff_mapper.update(low=-bound, high=bound)
+        self.sig_source.data = self._outline(maps, width, height)
+        against = f" − sweep {maps.against_sweep}" if maps.against_sweep is not None else ""
+        self.diff_fig.title.text = (f"Δ valence, {sweep}{against}: "
+                                    f"{maps.n_significant} px with |z| > 3")
+
+    @staticmethod
+    def _outline(maps: DisplayMaps, width: float, height: float) -> dict[str, list]:
+        sig = maps.significant
+        if sig is None or not sig.any():
+            return {"xs": [], "ys": []}
+        h, w = sig.shape
+        padded = np.pad(sig.astype(np.float64), 1)
+        x = (np.arange(-1, w + 1) + 0.5) * width / w
+        y = (np.arange(-1, h + 1) + 0.5) * height / h
+        lines = contour_data(x, y, padded, levels=[0.5], want_fill=False).line_data
+        if lines is None:
+            return {"xs": [], "ys": []}
+        return {"xs": list(lines.xs), "ys": list(lines.ys)}
+
+    def _update_series(self, records: list[SweepRecord], origin: float | None) -> None:
+        temps = [r.temperature_c for r in records if r.temperature_c is not None]
+        lo_t, hi_t = (min(temps), max(temps)) if temps else (25.0, 250.0)
+        if hi_t - lo_t < 1.0:
+            hi_t = lo_t + 1.0
+        self.temperature_mapper.update(low=lo_t, high=hi_t)
+        config = self.state.config
+        for fig, source, which, edges in (
+                (self.hist_fig, self.hist_source, "valence_density", config.valence_edges),
+                (self.delta_fig, self.delta_source, "delta_density", config.delta_edges)):
+            data, ticks, labels, x_span = _ridgelines(records, edges, which, lo_t, hi_t)
+            source.data = data
+            fig.yaxis.ticker = FixedTicker(ticks=ticks)
+            fig.yaxis.major_label_overrides = labels
+            if which == "delta_density":  # symmetric about no change
+                bound = max(abs(x_span[0]), abs(x_span[1]))
+                x_span = (-bound, bound)
+            pad = 0.05 * (x_span[1] - x_span[0])
+            fig.x_range.update(start=x_span[0] - pad, end=x_span[1] + pad)
+        nan = float("nan")
+
+        def val(v: float | None) -> float:
+            return nan if v is None else v
+
+        self.series_source.data = {
+            "temperature_c": [val(r.temperature_c) for r in records],
+            "time_min": [nan if r.time_s is None or origin is None
+                         else (r.time_s - origin) / 60.0 for r in records],
+            "valence": [val(r.mean_valence) for r in records],
+            "edge_ev": [val(r.mean_edge_energy_ev) for r in records],
+            "whiteline_ev": [val(r.mean_whiteline_energy_ev) for r in records],
+            "label": [r.label for r in records],
+        }
+
+    @staticmethod
+    def _progress_html(progress: dict[str, Any], fraction: float | None) -> str:
+        rows = []
+        if progress["sweep_index"] is not None:
+            total = progress["num_sweeps"]
+            rows.append(("Sweep", f"{progress['sweep_index'] + 1}"
+                         + (f" of {total}" if total else "")))
+        elif progress["run_uid"] is not None:
+            rows.append(("Run", html.escape(str(progress["run_uid"])[:8])))
+        if progress["n_energies"]:
+            rows.append(("Energy", f"{min(progress['n_primary'], progress['n_energies'])} of "
+                         f"{progress['n_energies']}"
+                         + (f" ({progress['energy_ev']:.1f} eV)"
+                            if progress["energy_ev"] is not None else "")))
+        if progress["setpoint_c"] is not None:
+            rows.append(("Setpoint", f"{progress['setpoint_c']:.0f} °C"))
+        if progress["temperature_c"] is not None:
+            rows.append(("Heater", f"{progress['temperature_c']:.1f} °C"))
+        state = ("running" if progress["run_open"] else
+                 (f"sweep ended ({html.escape(progress['exit_status'])})"
+                  if progress["exit_status"] else "no run yet"))
+        rows.append(("State", state))
+        bar = ""
+        if fraction is not None:
+            bar = (f"<progress id='txm-plan-progress' max='1' value='{fraction:.4f}' "
+                   f"style='width:100%'></progress><div>{100 * fraction:.0f} % of the plan</div>")
+        body = "".join(f"<tr><td>{k}</td><td><b>{v}</b></td></tr>" for k, v in rows)
+        return f"<h3 style='margin:2px 0'>Plan progress</h3><table>{body}</table>{bar}"
+
+    def _health_html(self) -> str:
+        now = time.time()
+        with self.state.lock:
+            records = list(self.state.sweeps)
+        analysis_lag = next((r.analysis_lag_s for r in reversed(records)
+                             if r.analysis_lag_s is not None), None)
+        cells = []
+        for name, health, alive in self.state.health_rows(now):
+            last, worst = health.lag_summary(now=now)
+            status = ("<span style='color:#2a2'>live</span>" if alive else
+                      "<span style='color:#c22'>no messages</span>" if health.last_rx is None
+                      else f"<span style='color:#c22'>silent {now - health.last_rx:.0f} s</span>")
+            lines = [
+                ("status", status),
+                ("messages", f"{health.messages}"),
+                ("gaps (missed)", f"{health.gaps} ({health.missed})"),
+                ("dropped at publisher", f"{health.publisher_dropped}"),
+                ("lag now / max 10 s", f"{_fmt(last, '.3f', ' s')} / {_fmt(worst, '.3f', ' s')}"),
+            ]
+            if name == "data":
+                lines.insert(1, ("frames/s", _fmt(health.frame_rate_hz, ".1f")))
+                lines.insert(2, ("events/s", _fmt(health.event_rate_hz, ".1f")))
+            else:
+                lines.append(("sweep end → map", _fmt(analysis_lag, ".2f", " s")))
+            if health.restarts:
+                lines.append(("publisher restarts", f"{health.restarts}"))
+            body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in lines)
+            title = "map updates" if name == "maps" else "acquisition"
+            endpoint = html.escape(health.endpoint or "not subscribed")
+            cells.append(f"<div><b>{title}</b> <small>{endpoint}</small><table>{body}</table>"
+                         "</div>")
+        return "<h3 style='margin:2px 0'>Stream health</h3>" + "".join(cells)
+
+
+def make_document(state: MonitorState):
+    """A Bokeh application function building a :class:`MonitorView` per session."""
+
+    def modify(doc: Document) -> None:
+        MonitorView(doc, state)
+
+    return modify
