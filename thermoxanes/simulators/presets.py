@@ -65,20 +65,20 @@ _GRAVEL_CHEM = ChemistryParams(
     extent_table=(
         (25.0, 0.0),
         (110.0, 0.0),
-        (150.0, 0.39),
-        (200.0, 0.804),
-        (250.0, 0.986),
+        (150.0, 0.362),
+        (200.0, 0.768),
+        (250.0, 1.0),
         (400.0, 1.0),
     ),
 )
 
 _ROD_CHEM = ChemistryParams(
-    v_start_mean=3.25,
+    v_start_mean=3.40,
     extent_table=(
         (25.0, 0.0),
         (125.0, 0.0),
-        (150.0, 0.715),
-        (200.0, 0.81),
+        (150.0, 0.706),
+        (200.0, 0.791),
         (250.0, 1.0),
         (400.0, 1.0),
     ),
@@ -107,7 +107,7 @@ PRESETS: dict[str, SimPreset] = {
             count=3, hole_fraction=0.15, n_cracks=10, protrusion="lump", n_protrusions=8
         ),
         chemistry=_GRAVEL_CHEM.with_(
-            li_amplitude=0.08,
+            li_amplitude=0.11,
             # Kinetically limited bulk reduction: creeps over hours at 380 C.
             reduction_rate_ref_per_s=8e-8,
             extent_table=((25.0, 0.0), (100.0, 0.0), (250.0, 0.6), (400.0, 0.8)),
