@@ -65,15 +65,7 @@ def pixel_readouts(e: np.ndarray, spec: np.ndarray, cfg: FitConfig) -> dict[str,
                     peak = brentq(slope, u[i - 1], u[i + 1], xtol=1e-14, rtol=1e-14)
                     out["whiteline_energy"] = mid + half * peak
         else:
-            pts = wl[np.abs(e[wl] - e[c]) <= cfg.whiteline_halfwidth_ev + 1e-9]
-            y = norm[pts]
-            if pts.size >= 3 and (cfg.whiteline_method == "quadratic" or np.all(y > 0)):
-                y = np.log(y) if cfg.whiteline_method == "gaussian" else y
-                p2, p1, _ = np.polyfit(e[pts] - e[c], y, 2)
-                if p2 < 0:
-                    vertex = e[c] - p1 / (2 * p2)
-                    if e[pts[0]] <= vertex <= e[pts[-1]]:
-                        out["whiteline_energy"] = vertex
+            out["whiteline_energy"] = local_peak(e[wl], norm[wl], e[c], cfg)
 
     lcf = _win(e, cfg.lcf_window_ev)
     basis3 = valence_basis(e, cfg.calibration_shift_ev)
@@ -86,6 +78,44 @@ def pixel_readouts(e: np.ndarray, spec: np.ndarray, cfg: FitConfig) -> dict[str,
         if k == 0 and v <= 3.0:
             break
     return out
+
+
+def _local_vertex(e_w: np.ndarray, z_w: np.ndarray, c: float, h: float
+                  ) -> tuple[float, float, float]:
+    u = e_w - c
+    sel = np.abs(u) < h
+    if sel.sum() < 3 or not np.all(np.isfinite(z_w[sel])):
+        return np.nan, np.nan, np.nan
+    w = (1.0 - (u[sel] / h) ** 2) ** 2
+    p2, p1, _ = np.polyfit(u[sel], z_w[sel], 2, w=np.sqrt(w))
+    if not p2 < 0:
+        return np.nan, np.nan, np.nan
+    return c - p1 / (2 * p2), e_w[sel].min(), e_w[sel].max()
+
+
+def local_peak(e_w: np.ndarray, y_w: np.ndarray, start: float, cfg: FitConfig) -> float:
+    """Fixed point of the biweight-weighted parabola (log for the Gaussian) vertex."""
+    if cfg.whiteline_method == "gaussian":
+        with np.errstate(all="ignore"):
+            z = np.where(y_w > 0, np.log(np.where(y_w > 0, y_w, 1.0)), np.nan)
+    else:
+        z = y_w
+    h = cfg.whiteline_halfwidth_ev
+    c = start
+    for _ in range(500):
+        v, _, _ = _local_vertex(e_w, z, c, h)
+        if not np.isfinite(v) or v < e_w[0] or v > e_w[-1]:
+            return np.nan
+        if abs(v - c) < 1e-10:
+            break
+        c = v
+    else:
+        return np.nan
+    v, lo, hi = _local_vertex(e_w, z, c, h)
+    dvdc = (_local_vertex(e_w, z, c + 1e-5, h)[0] - _local_vertex(e_w, z, c - 1e-5, h)[0]) / 2e-5
+    if not (dvdc < 1.0 and lo <= v <= hi):
+        return np.nan
+    return v
 
 
 READOUTS = ("edge_energy", "whiteline_energy", "edge_jump", "valence")

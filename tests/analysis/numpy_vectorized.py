@@ -17,6 +17,45 @@ def _win(e: np.ndarray, w: tuple[float, float]) -> np.ndarray:
     return np.flatnonzero((e >= w[0] - 1e-9) & (e <= w[1] + 1e-9))
 
 
+def _vertex(e_w: np.ndarray, y: np.ndarray, c: np.ndarray, h: float) -> np.ndarray:
+    """Vertices of biweight-weighted parabolas around centres ``c`` (N,), all at once."""
+    u = e_w[:, None] - c[None, :]
+    w = np.where(np.abs(u) < h, (1.0 - (u / h) ** 2) ** 2, 0.0)
+    n_pts = (w > 0).sum(axis=0)
+    a = np.stack([np.stack([np.sum(w * u ** (i + j), axis=0) for j in range(3)], axis=-1)
+                  for i in range(3)], axis=-2)  # (N, 3, 3)
+    b = np.stack([np.sum(w * u**i * y, axis=0) for i in range(3)], axis=-1)  # (N, 3)
+    ok = n_pts >= 3
+    a[~ok] = np.eye(3)
+    with np.errstate(all="ignore"):
+        p = np.linalg.solve(a, b[..., None])[..., 0]
+        v = c - p[:, 1] / (2 * p[:, 2])
+    return np.where(ok & (p[:, 2] < 0), v, np.nan)
+
+
+def _local_peaks(e_w: np.ndarray, y: np.ndarray, start: np.ndarray, finite: np.ndarray,
+                 h: float) -> np.ndarray:
+    """Fixed points of the weighted-parabola vertex (the kernels' quadratic method)."""
+    y = np.where(np.isfinite(y), y, 0.0)
+    c = np.where(finite, start, np.nan)
+    for _ in range(50):
+        v = _vertex(e_w, y, np.nan_to_num(c, nan=e_w[0]), h)
+        v = np.where(np.isfinite(c) & (v >= e_w[0]) & (v <= e_w[-1]), v, np.nan)
+        done = np.abs(v - c) < 1e-9
+        c = v
+        if np.all(done | np.isnan(c)):
+            break
+    up = _vertex(e_w, y, np.nan_to_num(c + 1e-4, nan=e_w[0]), h)
+    dn = _vertex(e_w, y, np.nan_to_num(c - 1e-4, nan=e_w[0]), h)
+    u = e_w[:, None] - c[None, :]
+    inside = np.abs(u) < h
+    lo = np.min(np.where(inside, e_w[:, None], np.inf), axis=0)
+    hi = np.max(np.where(inside, e_w[:, None], -np.inf), axis=0)
+    with np.errstate(invalid="ignore"):
+        ok = ((up - dn) / 2e-4 < 1.0) & (c >= lo) & (c <= hi)
+    return np.where(ok, c, np.nan)
+
+
 def numpy_fit(mu: np.ndarray, energies_ev: np.ndarray, cfg: FitConfig | None = None
               ) -> dict[str, np.ndarray]:
     """Maps (values) of an (E, H, W) stack; NaN outside the mask except the edge jump."""
@@ -56,17 +95,7 @@ def numpy_fit(mu: np.ndarray, energies_ev: np.ndarray, cfg: FitConfig | None = N
     sub = norm[wl]
     finite = np.all(np.isfinite(sub), axis=0)
     kmax = wl[np.argmax(np.where(np.isfinite(sub), sub, -np.inf), axis=0)]
-    wl_energy = np.full(n_pix, np.nan)
-    for c in np.unique(kmax):
-        pix = np.flatnonzero((kmax == c) & finite)
-        pts = wl[np.abs(e[wl] - e[c]) <= cfg.whiteline_halfwidth_ev + 1e-9]
-        if pix.size == 0 or pts.size < 3:
-            continue
-        p2, p1, _ = np.polyfit(e[pts] - e[c], norm[np.ix_(pts, pix)], 2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vertex = e[c] - p1 / (2 * p2)
-        good = (p2 < 0) & (vertex >= e[pts[0]]) & (vertex <= e[pts[-1]])
-        wl_energy[pix] = np.where(good, vertex, np.nan)
+    wl_energy = _local_peaks(e[wl], sub, e[kmax], finite, cfg.whiteline_halfwidth_ev)
 
     lcf = _win(e, cfg.lcf_window_ev)
     basis = valence_basis(e, cfg.calibration_shift_ev)

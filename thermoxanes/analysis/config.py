@@ -30,11 +30,13 @@ class FitConfig:
         Nominal edge energy E0 (eV) at which the edge jump
         ``post(E0) - pre(E0)`` is evaluated (fixed, so that it is linear in mu).
     whiteline_method : {"quadratic", "gaussian", "trig_poly"}
-        Peak model of the white line: parabola (or Gaussian, a parabola in log) fitted to
-        the points within ``whiteline_halfwidth_ev`` of the maximum, or a second-order
-        polynomial plus one sine/cosine period fitted over the whole white-line window.
+        Peak model of the white line: parabola (or Gaussian, a parabola in log) fitted
+        around the maximum with biweight weights of radius ``whiteline_halfwidth_ev``,
+        re-centred on its vertex until it stays; or a second-order polynomial plus one
+        sine/cosine period fitted over the whole white-line window.
     whiteline_halfwidth_ev : float
-        Half width (eV) of the quadratic / Gaussian peak fit around the maximum.
+        Radius (eV) of the weights of the quadratic / Gaussian peak fit: points closer
+        to the centre than this count, with weight ``(1 - (dE/radius)^2)^2``.
     jump_k_sigma : float
         Mask: ``edge_jump > jump_k_sigma * sigma_pre`` (pre-edge residual noise).
     lcf_window_ev : tuple of float
@@ -58,7 +60,7 @@ class FitConfig:
     whiteline_window_ev: tuple[float, float] = (8340.0, 8360.0)
     norm_e0_ev: float = 8341.0
     whiteline_method: str = "quadratic"
-    whiteline_halfwidth_ev: float = 3.0
+    whiteline_halfwidth_ev: float = 4.0
     jump_k_sigma: float = 3.0
     lcf_window_ev: tuple[float, float] = (8300.0, 8420.0)
     calibration_shift_ev: float = 0.0

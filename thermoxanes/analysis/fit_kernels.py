@@ -46,6 +46,11 @@ OUT_EDGE, OUT_EDGE_S, OUT_WL, OUT_WL_S, OUT_JUMP, OUT_JUMP_S, OUT_VAL, OUT_VAL_S
 V_AA, V_BB, V_AB, V_JJ, V_JA, V_JB = (N_LIN + i for i in range(6))
 V_A23, V_B23, V_AB23, V_A34, V_B34, V_AB34 = (N_LIN + 6 + i for i in range(6))
 N_TRIG_GRID = 201
+#: Fixed-point iteration of the quadratic / Gaussian white line: at most this many
+#: steps, converged below this change (eV); step of the numerical dV/dc (eV).
+WL_MAX_ITER = 50
+WL_TOL_EV = 1e-9
+WL_STEP_EV = 1e-4
 #: Pixels per tile of the one-pass batch kernel (sums of a tile stay in L1 cache).
 TILE = 512
 
@@ -243,6 +248,89 @@ def _trig_peak(coef):
     return u
 
 
+@njit(cache=True, inline="always")
+def _local_sums(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums):
+    """Biweight-weighted moments around ``c`` (eV) of the white-line points of pixel x.
+
+    ``sums`` (12,) receives s0..s4 (sum w u^k), q0..q2 (sum w u^k z), n, e_min, e_max and
+    a validity flag; ``u = E - c``, ``w = (1 - (u/h)^2)^2`` for ``|u| < h``, ``z = y`` (or
+    ``log y`` for the Gaussian) with ``y = mu - pre(E)``.
+    """
+    for i in range(12):
+        sums[i] = 0.0
+    sums[9] = np.inf
+    sums[10] = -np.inf
+    sums[11] = 1.0
+    for k in range(wl_lo, wl_hi + 1):
+        u = e_blk[k] - c
+        r = u / h
+        if r * r >= 1.0:
+            continue
+        w = (1.0 - r * r) ** 2
+        y = blk_mu[k, x] - (alpha + beta * t_blk[k])
+        if method == 1:
+            if not y > 0.0:
+                sums[11] = 0.0
+                return
+            z = np.log(y)
+        else:
+            z = y
+        if not np.isfinite(z):
+            sums[11] = 0.0
+            return
+        sums[0] += w
+        sums[1] += w * u
+        sums[2] += w * u * u
+        sums[3] += w * u * u * u
+        sums[4] += w * u * u * u * u
+        sums[5] += w * z
+        sums[6] += w * u * z
+        sums[7] += w * u * u * z
+        sums[8] += 1.0
+        sums[9] = min(sums[9], e_blk[k])
+        sums[10] = max(sums[10], e_blk[k])
+
+
+@njit(cache=True, inline="always")
+def _local_inverse(sums, inv):
+    """Inverse (3, 3) of the weighted normal matrix from ``sums``; False if singular."""
+    a, b, c, d, e = sums[0], sums[1], sums[2], sums[3], sums[4]
+    # [[a b c] [b c d] [c d e]]
+    m00 = c * e - d * d
+    m01 = c * d - b * e
+    m02 = b * d - c * c
+    det = a * m00 + b * m01 + c * m02
+    if not (det > 0.0 or det < 0.0):
+        return False
+    m11 = a * e - c * c
+    m12 = b * c - a * d
+    m22 = a * c - b * b
+    inv[0, 0] = m00 / det
+    inv[0, 1] = m01 / det
+    inv[0, 2] = m02 / det
+    inv[1, 0] = m01 / det
+    inv[1, 1] = m11 / det
+    inv[1, 2] = m12 / det
+    inv[2, 0] = m02 / det
+    inv[2, 1] = m12 / det
+    inv[2, 2] = m22 / det
+    return True
+
+
+@njit(cache=True, inline="always")
+def _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums,
+                  inv):
+    """Vertex (eV) of the biweight-weighted parabola around ``c``; NaN if none."""
+    _local_sums(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums)
+    if sums[11] == 0.0 or sums[8] < 3.0 or not _local_inverse(sums, inv):
+        return np.nan
+    p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
+    p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
+    if not p2 < 0.0:
+        return np.nan
+    return c - p1 / (2.0 * p2)
+
+
 @njit(cache=True)
 def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
                    method, fit_lo, fit_n, pinv, center, scale, kmax, ymax, zbuf, coef, d1buf,
@@ -270,39 +358,34 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
             if yv > best:
                 best = yv
                 kmax[x] = k
+    sums = np.empty(12)
+    inv = np.empty((3, 3))
     for x in range(w):
         out_w[x] = np.nan
         out_s[x] = np.nan
         c = kmax[x]
-        if c < 0 or not todo[x] or fit_n[c] < 3:
+        if c < 0 or not todo[x]:
             continue
         alpha = acc[ROW_ALPHA, x]
         beta = acc[ROW_BETA, x]
+        s = sv[x]
+        ref = acc[ROW_REF, x]
+        if method != 2:
+            _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk,
+                        wl_lo, wl_hi, e_blk[c], scale, method, sums, inv, out_w, out_s)
+            continue
         lo = fit_lo[c]
         n = fit_n[c]
-        valid = True
-        for j in range(n):
-            yv = blk_mu[lo + j, x] - (alpha + beta * t_blk[lo + j])
-            if method == 1:
-                if not yv > 0.0:
-                    valid = False
-                    break
-                zbuf[j] = np.log(yv)
-            else:
-                zbuf[j] = yv
-        if not valid:
+        if n < 3:
             continue
+        for j in range(n):
+            zbuf[j] = blk_mu[lo + j, x] - (alpha + beta * t_blk[lo + j])
         for p in range(n_par):
             acc_p = 0.0
             for j in range(n):
                 acc_p += pinv[c, p, j] * zbuf[j]
             coef[p] = acc_p
-        if method == 2:
-            u = _trig_peak(coef)
-        elif coef[2] < 0.0:
-            u = -coef[1] / (2.0 * coef[2])
-        else:
-            u = np.nan
+        u = _trig_peak(coef)
         e_pk = center[c] + scale * u
         if not (np.isfinite(e_pk) and e_blk[lo] <= e_pk <= e_blk[lo + n - 1]):
             continue
@@ -310,8 +393,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
         for p in range(n_par):
             d2 += coef[p] * _wl_d2(u, p)
             d1buf[p] = _wl_d1(u, p)
-        s = sv[x]
-        ref = acc[ROW_REF, x]
         g0 = 0.0
         g1 = 0.0
         var_w = 0.0
@@ -320,8 +401,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
             for p in range(n_par):
                 acc_g += d1buf[p] * pinv[c, p, j]
             g = -scale * acc_g / d2
-            if method == 1:
-                g /= np.exp(zbuf[j])
             g0 += g
             g1 += g * t_blk[lo + j]
             vj = s * _fexp(blk_mu[lo + j, x] - ref) if model_var else blk_var[lo + j, x]
@@ -330,6 +409,64 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
                       + 2.0 * g0 * g1 * acc[V_AB, x])
         out_w[x] = e_pk
         out_s[x] = np.sqrt(var_w)
+
+
+@njit(cache=True, inline="always")
+def _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk, wl_lo,
+                wl_hi, c, h, method, sums, inv, out_w, out_s):
+    """Quadratic (Gaussian) white line of pixel x: fixed point of the weighted parabola.
+
+    Starting at the highest point ``c``, the centre of the biweight weights (radius
+    ``h``) is moved to the vertex until it stays (the estimate is then continuous in the
+    data). Sigma: implicit derivative of the fixed point, ``dV/dy / (1 - dV/dc)``.
+    """
+    for _ in range(WL_MAX_ITER):
+        v = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method,
+                          sums, inv)
+        if not np.isfinite(v) or v < e_blk[wl_lo] or v > e_blk[wl_hi]:
+            return
+        if abs(v - c) < WL_TOL_EV:
+            c = v
+            break
+        c = v
+    else:
+        return
+    v_up = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c + WL_STEP_EV, h,
+                         method, sums, inv)
+    v_dn = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c - WL_STEP_EV, h,
+                         method, sums, inv)
+    dvdc = (v_up - v_dn) / (2.0 * WL_STEP_EV)
+    v = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums,
+                      inv)
+    if not (np.isfinite(dvdc) and dvdc < 1.0 and np.isfinite(v)):
+        return
+    if not (sums[9] <= v <= sums[10]):
+        return
+    p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
+    p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
+    ustar = -p1 / (2.0 * p2)
+    scale_g = -1.0 / (2.0 * p2 * (1.0 - dvdc))
+    g0 = 0.0
+    g1 = 0.0
+    var_w = 0.0
+    for k in range(wl_lo, wl_hi + 1):
+        u = e_blk[k] - c
+        r = u / h
+        if r * r >= 1.0:
+            continue
+        wk = (1.0 - r * r) ** 2
+        m1 = (inv[1, 0] + inv[1, 1] * u + inv[1, 2] * u * u) * wk
+        m2 = (inv[2, 0] + inv[2, 1] * u + inv[2, 2] * u * u) * wk
+        g = scale_g * (m1 + 2.0 * ustar * m2)
+        if method == 1:
+            g /= blk_mu[k, x] - (alpha + beta * t_blk[k])
+        g0 += g
+        g1 += g * t_blk[k]
+        vk = s * _fexp(blk_mu[k, x] - ref) if model_var else blk_var[k, x]
+        var_w += g * g * vk
+    var_w += s * (g0 * g0 * acc[V_AA, x] + g1 * g1 * acc[V_BB, x] + 2.0 * g0 * g1 * acc[V_AB, x])
+    out_w[x] = v
+    out_s[x] = np.sqrt(var_w)
 
 
 @njit(cache=True)

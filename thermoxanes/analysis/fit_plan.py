@@ -83,7 +83,9 @@ class FitPlan:
     wl_pinv : numpy.ndarray
         (n_blk, P, maxpts) pseudo-inverse of the peak model's design matrix.
     wl_center_ev, wl_scale_ev : numpy.ndarray, float
-        The model's reduced variable is ``u = (E - wl_center_ev[c]) / wl_scale_ev``.
+        trig_poly: the model's reduced variable is ``u = (E - wl_center_ev[c]) /
+        wl_scale_ev``. Quadratic / Gaussian: ``wl_scale_ev`` is the radius (eV) of the
+        biweight weights of the local fit (the tables are then only informative).
     norm_e0_ev, jump_k_sigma : float
         From the config.
     pre_index, post_index, lcf_index : numpy.ndarray
@@ -215,7 +217,7 @@ def make_plan(energies_ev: np.ndarray, config: FitConfig | None = None) -> FitPl
             pinv[c, :, : wl.size] = rows
             center[c] = mid
     else:
-        scale = 1.0
+        scale = float(cfg.whiteline_halfwidth_ev)  # radius of the biweight weights
         for c in range(wl_lo, wl_hi + 1):
             pts = np.flatnonzero(
                 (np.abs(e_blk - e_blk[c]) <= cfg.whiteline_halfwidth_ev + 1e-9)
