@@ -27,6 +27,32 @@ class Beamline:
     clock: Any
     ring: Any
     world: Any = None  # the simulated world, for simulated profiles only
+    mock: bool = False  # EPICS devices built with fake signals (no Channel Access)
+
+    @property
+    def devices(self) -> dict[str, Any]:
+        """Every device by role."""
+        return {"camera": self.camera, "mono": self.mono, "sample_stage": self.sample_stage,
+                "shutter": self.shutter, "rotation": self.rotation, "heater": self.heater,
+                "clock": self.clock, "ring": self.ring}
+
+    def wait_for_connection(self, timeout_s: float | None = None) -> None:
+        """Wait for every PV (EPICS profiles), then apply the profile's settings.
+
+        Raises
+        ------
+        thermoxanes.devices.PVConnectionError
+            Within ``timeout_s`` (default: the profile's ``connection_timeout_s``), naming
+            the PVs that did not connect. Simulated and mock beamlines return at once.
+        """
+        if self.profile.kind != "epics" or self.mock:
+            return
+        from thermoxanes.devices.connection import wait_for_connection
+
+        if timeout_s is None:
+            timeout_s = self.profile.epics.connection_timeout_s
+        wait_for_connection(self.devices.values(), timeout_s)
+        self.camera.exposure_s.set(self.profile.camera.exposure_s).wait(timeout_s)
 
     @property
     def sample_x(self) -> Any:
@@ -55,12 +81,17 @@ def build_beamline(
     size: int | None = None,
     seed: int | None = None,
     preset: str | None = None,
+    mock: bool = False,
 ) -> Beamline:
     """Instantiate the devices of ``profile``; frames are written under ``data_dir``.
 
-    ``size``, ``seed`` and ``preset`` override the profile's simulation section.
+    ``size``, ``seed`` and ``preset`` override the profile's simulation section (``sim``
+    profiles; for ``sim-epics`` they belong to the IOC). For ``epics`` profiles see
+    :func:`build_epics_beamline` (``mock=True``: fake signals, no Channel Access).
     """
-    if profile.kind != "sim":  # pragma: no cover - only "sim" profiles exist so far
+    if profile.kind == "epics":
+        return build_epics_beamline(profile, data_dir, mock=mock)
+    if profile.kind != "sim":  # pragma: no cover - the schema allows no other kind
         raise ValueError(f"profile {profile.name!r}: kind {profile.kind!r} not supported")
     from thermoxanes.simulators import devices as sim
     from thermoxanes.simulators.world import SimWorld
@@ -95,3 +126,156 @@ def build_beamline(
     return Beamline(profile=profile, camera=camera, mono=mono, sample_stage=stage,
                     shutter=shutter, rotation=rotation, heater=heater, clock=clock,
                     ring=ring, world=world)
+
+
+# -- EPICS profiles -------------------------------------------------------------------------
+#: Default motor velocities (units per second) and limits by role for the simulated IOC.
+_SIM_MOTORS: dict[str, tuple[float, tuple[float, float], str]] = {
+    "zoneplate": (20.0, (0.0, 500.0), "mm"),
+    "detector": (200.0, (0.0, 10000.0), "mm"),
+    "x": (1000.0, (-25000.0, 25000.0), "um"),
+    "y": (1000.0, (-25000.0, 25000.0), "um"),
+    "z": (1000.0, (-25000.0, 25000.0), "um"),
+    "rotation": (30.0, (-180.0, 180.0), "deg"),
+}
+
+
+def focus_calibration(profile: Profile) -> Any:
+    """The :class:`~thermoxanes.devices.focus.FocusCalibration` of ``profile``'s mono."""
+    from thermoxanes.devices.focus import CalibrationPoint, FocusCalibration
+
+    mono = profile.mono
+    return FocusCalibration(
+        magnification=mono.magnification, diameter_um=mono.zoneplate_diameter_um,
+        outer_zone_nm=mono.outer_zone_nm, zoneplate_offset_mm=mono.zoneplate_offset_mm,
+        detector_offset_mm=mono.detector_offset_mm,
+        points=tuple(CalibrationPoint(**p.model_dump()) for p in mono.calibration))
+
+
+def sim_ioc_config(profile: Profile) -> Any:
+    """What the simulated IOC serves for an ``epics`` profile with an ``[ioc]`` section."""
+    from thermoxanes.simulators.ioc import MotorSpec, SimIOCConfig
+
+    if profile.kind != "epics" or profile.epics is None or profile.ioc is None:
+        raise ValueError(f"profile {profile.name!r} describes no simulated IOC "
+                         "(needs kind = 'epics' and an [ioc] section)")
+    ep, ioc = profile.epics, profile.ioc
+    ev_per_unit = 1.0 if ep.mono.energy_units == "eV" else 1000.0
+    calibration = focus_calibration(profile)
+    zp0, det0 = calibration.positions_mm(8333.0)
+    initial = {"dcm": 8333.0 / ev_per_unit, "zoneplate": zp0, "detector": det0}
+    pvs = {"dcm": ep.mono.energy, "zoneplate": ep.mono.zoneplate_z,
+           "detector": ep.mono.detector_z, "x": ep.sample_stage.x, "y": ep.sample_stage.y,
+           "z": ep.sample_stage.z, "rotation": ep.rotation}
+    specs = dict(_SIM_MOTORS)
+    specs["dcm"] = (100.0 / ev_per_unit,
+                    (profile.mono.low_limit_ev / ev_per_unit,
+                     profile.mono.high_limit_ev / ev_per_unit), ep.mono.energy_units)
+    stage_velocity = profile.sample_stage.velocity_um_per_s
+    motors = {}
+    for role, pv in pvs.items():
+        velocity, limits, egu = specs[role]
+        if role in ("x", "y", "z"):
+            velocity = stage_velocity
+        velocity = ioc.motor_velocity.get(role, velocity)
+        motors[role] = MotorSpec(pv=pv, velocity=velocity, limits=limits, egu=egu,
+                                 initial=float(initial.get(role, 0.0)))
+    heaters = [(ep.heater.model, ep.heater.prefix, ep.heater.loop)]
+    heaters += [(h.model, h.prefix, h.loop) for h in ioc.extra_heaters]
+    return SimIOCConfig(
+        motors=motors, ev_per_mono_unit=ev_per_unit,
+        shutter={"open_pv": ep.shutter.open, "close_pv": ep.shutter.close,
+                 "status_pv": ep.shutter.status, "open_value": ep.shutter.open_value},
+        heaters=heaters, ring_pv=ep.ring_current, clock_prefix=ep.clock or "TXS:CLOCK:",
+        camera_prefix=ep.camera.prefix, speed=ioc.speed, tick_s=ioc.tick_s)
+
+
+def build_sim_ioc(profile: Profile, *, size: int | None = None, seed: int | None = None,
+                  preset: str | None = None, speed: float | None = None) -> Any:
+    """The simulated IOC of ``profile`` over a new :class:`SimWorld` (not started)."""
+    from thermoxanes.simulators.ioc import SimBeamlineIOC
+    from thermoxanes.simulators.world import SimWorld
+
+    config = sim_ioc_config(profile)
+    if speed is not None:
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        config.speed = float(speed)
+    section = profile.simulation
+    preset = preset or section.preset
+    if preset not in SimWorld.presets():
+        raise ValueError(f"unknown simulator preset {preset!r}; known: "
+                         f"{', '.join(SimWorld.presets())}")
+    world = SimWorld.from_preset(preset, size=size or section.size,
+                                 seed=section.seed if seed is None else seed)
+    return SimBeamlineIOC(world, config)
+
+
+def _epics_classes(mock: bool) -> dict[str, type]:
+    from thermoxanes import devices as dev
+    from thermoxanes.devices.temperature import CONTROLLER_CLASSES
+
+    classes: dict[str, type] = {
+        "mono": dev.FocusingMonochromator, "stage": dev.SampleStage,
+        "shutter": dev.EpicsShutter, "ring": dev.RingCurrent, "clock": dev.EpicsClock,
+        "camera": dev.ADHDF5Camera, "rotation": __import__("ophyd").EpicsMotor,
+        **{f"heater:{k}": v for k, v in CONTROLLER_CLASSES.items()},
+    }
+    if mock:
+        from ophyd.sim import make_fake_device
+
+        classes = {k: make_fake_device(v) for k, v in classes.items()}
+    classes["wallclock"] = dev.WallClock
+    return classes
+
+
+def build_epics_beamline(profile: Profile, data_dir: str | Path, *, mock: bool = False,
+                         speed: float | None = None) -> Beamline:
+    """ophyd devices over Channel Access for an ``epics`` profile.
+
+    Nothing connects here (pyepics connects in the background); call
+    :meth:`Beamline.wait_for_connection` before use. ``mock=True`` builds the same classes
+    with ophyd's fake signals: no Channel Access at all (for checks without an IOC).
+    ``speed`` (simulated over wall seconds) scales heater settle times; it defaults to the
+    profile's ``[ioc] speed`` when there is one, else 1.
+    """
+    ep = profile.epics
+    if ep is None:
+        raise ValueError(f"profile {profile.name!r} has no [epics] section")
+    cls = _epics_classes(mock)
+    if speed is None:
+        speed = profile.ioc.speed if profile.ioc is not None else 1.0
+    mono = cls["mono"](
+        name="mono", mono_pv=ep.mono.energy, zoneplate_pv=ep.mono.zoneplate_z,
+        detector_pv=ep.mono.detector_z, energy_units=ep.mono.energy_units,
+        calibration=focus_calibration(profile),
+        limits_ev=(profile.mono.low_limit_ev, profile.mono.high_limit_ev))
+    stage = cls["stage"](name="sample", x_pv=ep.sample_stage.x, y_pv=ep.sample_stage.y,
+                         z_pv=ep.sample_stage.z)
+    rotation = cls["rotation"](ep.rotation, name="rotation")
+    shutter = cls["shutter"](name="shutter", open_pv=ep.shutter.open,
+                             close_pv=ep.shutter.close, status_pv=ep.shutter.status,
+                             open_value=ep.shutter.open_value, timeout_s=ep.shutter.timeout_s)
+    heater = cls[f"heater:{ep.heater.model}"](ep.heater.prefix, name="heater",
+                                              loop=ep.heater.loop, time_scale=1.0 / speed)
+    hs = profile.heater
+    heater.max_temperature_c.put(hs.max_temperature_c)
+    heater.max_ramp_rate_c_per_min.put(hs.max_ramp_rate_c_per_min)
+    heater.tolerance_c.put(hs.tolerance_c)
+    heater.settle_s.put(hs.settle_s)
+    ring = cls["ring"](name="ring", current_pv=ep.ring_current)
+    if ep.clock:
+        clock = cls["clock"](name="clock", time_pv=ep.clock + "Time-I",
+                             min_speed=max(speed / 4.0, 1e-3))
+    else:
+        clock = cls["wallclock"](name="clock")
+    write_dir = ep.camera.write_dir or str(Path(data_dir).resolve())
+    read_dir = ep.camera.read_dir or (write_dir if ep.camera.write_dir
+                                      else str(Path(data_dir).resolve()))
+    camera = cls["camera"](ep.camera.prefix, name="camera", cam=ep.camera.cam,
+                           hdf=ep.camera.hdf, write_dir=write_dir, read_dir=read_dir)
+    camera.readout_s.put(profile.camera.readout_s)
+    beamline = Beamline(profile=profile, camera=camera, mono=mono, sample_stage=stage,
+                        shutter=shutter, rotation=rotation, heater=heater, clock=clock,
+                        ring=ring, world=None, mock=mock)
+    return beamline

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -15,7 +15,7 @@ class _Section(BaseModel):
 
 
 class SimulationSection(_Section):
-    """The simulated world (``kind = "sim"`` only)."""
+    """The simulated world (``kind = "sim"``, and the simulated IOC of ``sim-epics``)."""
 
     preset: str = "nmc622-gravel"
     size: int = Field(512, ge=16, le=4096)
@@ -27,10 +27,25 @@ class CameraSection(_Section):
     readout_s: float = Field(0.05, ge=0)
 
 
+class CalibrationPointSection(_Section):
+    """Zone-plate and detector motor positions (mm) found in focus at one energy (eV)."""
+
+    energy_ev: float = Field(gt=0)
+    zoneplate_mm: float
+    detector_mm: float
+
+
 class MonoSection(_Section):
+    """Energy limits and the zone-plate optics that keep focus on energy moves."""
+
     magnification: float = Field(50.0, gt=0)
     low_limit_ev: float = 4500.0
     high_limit_ev: float = 12000.0
+    zoneplate_diameter_um: float = Field(244.0, gt=0)
+    outer_zone_nm: float = Field(30.0, gt=0)
+    zoneplate_offset_mm: float = 0.0
+    detector_offset_mm: float = 0.0
+    calibration: list[CalibrationPointSection] = []
 
 
 class SampleStageSection(_Section):
@@ -59,11 +74,80 @@ class StreamingSection(_Section):
     endpoint: str = "tcp://127.0.0.1:5577"
 
 
+class EpicsMonoSection(_Section):
+    """Motor records of the focusing monochromator."""
+
+    energy: str
+    zoneplate_z: str
+    detector_z: str
+    energy_units: Literal["eV", "keV"] = "eV"
+
+
+class EpicsStageSection(_Section):
+    """Motor records of the sample stage (µm)."""
+
+    x: str
+    y: str
+    z: str
+
+
+class EpicsShutterSection(_Section):
+    open: str
+    close: str
+    status: str
+    open_value: int = 1
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class EpicsHeaterSection(_Section):
+    model: Literal["lakeshore336", "eurotherm2216e", "linkam_t96"]
+    prefix: str
+    loop: int = Field(1, ge=1, le=4)
+
+
+class EpicsCameraSection(_Section):
+    """areaDetector IOC: prefix, plugin sub-prefixes and where files are written."""
+
+    prefix: str
+    cam: str = "cam1:"
+    hdf: str = "HDF1:"
+    write_dir: str = ""   # directory on the IOC host; "" = the data folder given at run time
+    read_dir: str = ""    # the same directory seen from here; "" = write_dir
+
+
+class EpicsSection(_Section):
+    """PV names of a Channel Access beamline."""
+
+    connection_timeout_s: float = Field(5.0, gt=0)
+    mono: EpicsMonoSection
+    sample_stage: EpicsStageSection
+    rotation: str
+    shutter: EpicsShutterSection
+    heater: EpicsHeaterSection
+    ring_current: str
+    camera: EpicsCameraSection
+    clock: str = ""       # clock PV prefix ("" = wall clock); serves {clock}Time-I
+
+
+class IOCSection(_Section):
+    """The simulated IOC of a ``sim-epics`` profile (``thermoxanes ioc``)."""
+
+    speed: float = Field(60.0, gt=0)      # simulated seconds per wall second
+    tick_s: float = Field(0.05, gt=0)
+    extra_heaters: list[EpicsHeaterSection] = []   # also served, same simulated heater
+    motor_velocity: dict[str, float] = {}          # role -> units per simulated second
+
+
 class Profile(_Section):
-    """A beamline profile: what devices exist and their settings. Data, never code."""
+    """A beamline profile: what devices exist and their settings. Data, never code.
+
+    ``kind = "sim"``: in-process simulated devices. ``kind = "epics"``: ophyd devices over
+    Channel Access (PV names in ``[epics]``); with an ``[ioc]`` section the profile also
+    describes the simulated IOC that serves those PVs.
+    """
 
     name: str
-    kind: Literal["sim"]
+    kind: Literal["sim", "epics"]
     description: str = ""
     simulation: SimulationSection = SimulationSection()
     camera: CameraSection = CameraSection()
@@ -72,6 +156,16 @@ class Profile(_Section):
     heater: HeaterSection = HeaterSection()
     acquisition: AcquisitionSection = AcquisitionSection()
     streaming: StreamingSection = StreamingSection()
+    epics: EpicsSection | None = None
+    ioc: IOCSection | None = None
+
+    @model_validator(mode="after")
+    def _kind_sections(self) -> Profile:
+        if self.kind == "epics" and self.epics is None:
+            raise ValueError("kind 'epics' needs an [epics] section")
+        if self.kind == "sim" and (self.epics is not None or self.ioc is not None):
+            raise ValueError("kind 'sim' takes no [epics] or [ioc] section")
+        return self
 
 
 def builtin_profiles() -> list[str]:
@@ -107,5 +201,5 @@ def load_profile(name_or_path: str | Path) -> Profile:
         return Profile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "profile"
         raise ValueError(f"{label}: {where}: {first['msg']}") from None

@@ -1,0 +1,212 @@
+"""Area-detector camera with an HDF5 file plugin; documents reference the files.
+
+Only the areaDetector PVs a TXM XANES sweep needs (driver ``cam1:``, HDF5 plugin
+``HDF1:``), so the same class drives a real detector IOC and the simulated one.
+Frames of different types (``frame_type``: dark, flat, data) go to different files: when
+the type changes the plugin's capture is stopped (closing the file) and restarted with a
+new file name, and a new Resource document is emitted; every frame then gets a Datum
+whose ``point_number`` is its index in that file. Each Resource is used by one stream
+only, with contiguous indices, as ``bluesky_tiled_plugins.TiledWriter`` expects.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device, EpicsSignal, EpicsSignalRO, Signal
+from ophyd import FormattedComponent as FCpt
+from ophyd.status import Status, StatusBase
+
+FRAME_TYPES = ("dark", "flat", "data")
+
+
+def _with_separator(path: str) -> str:
+    return path if path.endswith(("/", "\\")) else path + "/"
+
+
+class ADHDF5Camera(Device):
+    """areaDetector camera writing HDF5 files (Stream mode), with Resource/Datum documents.
+
+    Parameters
+    ----------
+    prefix : str
+        Detector IOC prefix (e.g. ``"XF:18IDB-BI{Det:Neo}"``).
+    write_dir : str
+        Directory the IOC writes to (its own file system).
+    read_dir : str, optional
+        The same directory as seen by this process (default: ``write_dir``).
+    cam, hdf : str
+        Driver and HDF5 plugin sub-prefixes.
+    capture_timeout_s : float
+        Longest wait for the plugin to start or stop capturing (s).
+    """
+
+    acquire = FCpt(EpicsSignal, "{prefix}{cam}Acquire", kind="omitted", put_complete=True)
+    exposure_s = FCpt(EpicsSignal, "{prefix}{cam}AcquireTime_RBV",
+                      write_pv="{prefix}{cam}AcquireTime", kind="config", tolerance=1e-6)
+    image_mode = FCpt(EpicsSignal, "{prefix}{cam}ImageMode", kind="omitted")
+    num_images = FCpt(EpicsSignal, "{prefix}{cam}NumImages", kind="omitted")
+    array_counter = FCpt(EpicsSignalRO, "{prefix}{cam}ArrayCounter_RBV", kind="omitted")
+    size_x = FCpt(EpicsSignalRO, "{prefix}{cam}ArraySizeX_RBV", kind="omitted")
+    size_y = FCpt(EpicsSignalRO, "{prefix}{cam}ArraySizeY_RBV", kind="omitted")
+    file_path = FCpt(EpicsSignal, "{prefix}{hdf}FilePath", string=True, kind="omitted")
+    file_name = FCpt(EpicsSignal, "{prefix}{hdf}FileName", string=True, kind="omitted")
+    file_template = FCpt(EpicsSignal, "{prefix}{hdf}FileTemplate", string=True, kind="omitted")
+    file_number = FCpt(EpicsSignal, "{prefix}{hdf}FileNumber", kind="omitted")
+    auto_increment = FCpt(EpicsSignal, "{prefix}{hdf}AutoIncrement", kind="omitted")
+    file_write_mode = FCpt(EpicsSignal, "{prefix}{hdf}FileWriteMode", kind="omitted")
+    num_capture = FCpt(EpicsSignal, "{prefix}{hdf}NumCapture", kind="omitted")
+    capture = FCpt(EpicsSignal, "{prefix}{hdf}Capture_RBV", write_pv="{prefix}{hdf}Capture",
+                   kind="omitted")
+    num_captured = FCpt(EpicsSignalRO, "{prefix}{hdf}NumCaptured_RBV", kind="omitted")
+    full_file_name = FCpt(EpicsSignalRO, "{prefix}{hdf}FullFileName_RBV", string=True,
+                          kind="omitted")
+
+    image = Cpt(Signal, value="", kind="normal", doc="Datum id of the last frame")
+    readout_s = Cpt(Signal, value=0.05, kind="config", doc="Readout dead time (s)")
+    frame_type = Cpt(Signal, value="data", kind="config", doc="'dark', 'flat' or 'data'")
+
+    FRAME_TYPES = FRAME_TYPES
+    TEMPLATE = "%s%s_%6.6d.h5"
+
+    def __init__(self, prefix: str = "", *, write_dir: str, read_dir: str | None = None,
+                 cam: str = "cam1:", hdf: str = "HDF1:", capture_timeout_s: float = 10.0,
+                 **kwargs: Any):
+        self.cam, self.hdf = cam, hdf
+        self._write_dir = _with_separator(str(write_dir))
+        self._read_dir = _with_separator(str(read_dir if read_dir is not None else write_dir))
+        self._capture_timeout_s = float(capture_timeout_s)
+        self._file_kind: str | None = None
+        self._resource: dict[str, Any] | None = None
+        self._index = 0
+        self._asset_docs: deque[tuple[str, dict[str, Any]]] = deque()
+        self._staged_name = ""
+        self._lock = threading.Lock()
+        self._shape: tuple[int, int] | None = None
+        super().__init__(prefix, **kwargs)
+        self.image.name = self.name + "_image"
+
+    # -- files ----------------------------------------------------------------------------
+    def _wait_for(self, signal: Any, value: int) -> None:
+        deadline = time.monotonic() + self._capture_timeout_s
+        while int(signal.get(use_monitor=False)) != value:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {signal.pvname} did not reach {value} "
+                                   f"within {self._capture_timeout_s} s")
+            time.sleep(0.01)
+
+    def _stop_capture(self) -> None:
+        if int(self.capture.get(use_monitor=False)) != 0:
+            self.capture.put(0, wait=False)
+            self._wait_for(self.capture, 0)
+
+    def _start_file(self, kind: str) -> None:
+        self._stop_capture()
+        base = f"{self._staged_name}_{kind}_{uuid.uuid4().hex[:8]}"
+        self.file_name.put(base, wait=True)
+        self.capture.put(1, wait=False)
+        self._wait_for(self.capture, 1)
+        name = self.TEMPLATE % ("", base, 0)
+        self._resource = {
+            "uid": str(uuid.uuid4()),
+            "spec": "AD_HDF5",
+            "root": "/",
+            "resource_path": str(PurePosixPath(self._read_dir) / name).lstrip("/"),
+            "resource_kwargs": {"frame_per_point": 1, "dataset": "/entry/data/data"},
+            "path_semantics": "posix",
+        }
+        self._resource["resource_path"] = "/" + self._resource["resource_path"]
+        self._asset_docs.append(("resource", self._resource))
+        self._file_kind, self._index = kind, 0
+
+    def stage(self) -> list[Any]:
+        self._staged_name = f"{self.name}_{uuid.uuid4().hex[:12]}"
+        self._stop_capture()
+        self.file_path.put(self._write_dir, wait=True)
+        self.file_template.put(self.TEMPLATE, wait=True)
+        self.file_number.put(0, wait=True)
+        self.auto_increment.put(0, wait=True)
+        self.file_write_mode.put(2, wait=True)  # Stream
+        self.num_capture.put(0, wait=True)      # until stopped
+        self.image_mode.put(0, wait=True)       # Single
+        self.num_images.put(1, wait=True)
+        self._file_kind, self._resource = None, None
+        self._shape = (int(self.size_y.get()), int(self.size_x.get()))
+        return super().stage()
+
+    def unstage(self) -> list[Any]:
+        try:
+            self._stop_capture()
+        finally:
+            self._file_kind, self._resource = None, None
+        return super().unstage()
+
+    # -- acquisition ----------------------------------------------------------------------
+    def trigger(self) -> StatusBase:
+        kind = self.frame_type.get()
+        if kind not in FRAME_TYPES:
+            raise ValueError(f"{self.name}: unknown frame_type {kind!r}")
+        if self._staged_name == "" or self._shape is None:
+            raise RuntimeError(f"{self.name}: trigger before stage")
+        if kind != self._file_kind:
+            self._start_file(kind)
+        resource, index = self._resource, self._index
+        assert resource is not None
+        self._index += 1
+        datum_id = f"{resource['uid']}/{index}"
+        status = Status(obj=self, timeout=float(self.exposure_s.get()) * 10 + 30.0)
+        acquired = self.acquire.set(1)
+
+        def done(st: StatusBase) -> None:
+            if st.success:
+                self._asset_docs.append(("datum", {
+                    "datum_id": datum_id, "resource": resource["uid"],
+                    "datum_kwargs": {"point_number": index},
+                }))
+                self.image.put(datum_id)
+                status.set_finished()
+            else:
+                status.set_exception(st.exception() or RuntimeError(
+                    f"{self.name}: acquisition failed"))
+
+        acquired.add_callback(done)
+        return status
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        description = super().describe()
+        if self._shape is None:
+            try:
+                self._shape = (int(self.size_y.get()), int(self.size_x.get()))
+            except Exception:
+                self._shape = (0, 0)
+        description[self.image.name].update(
+            shape=list(self._shape), dtype="array", dtype_numpy="<u2", external="FILESTORE:")
+        return description
+
+    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        while self._asset_docs:
+            yield self._asset_docs.popleft()
+
+    def frame_lookup(self, datum_id: str, resource_path: str | None = None) -> np.ndarray | None:
+        """The frame behind ``datum_id`` read back from its HDF5 file (SWMR), or None."""
+        import h5py
+
+        uid, _, index = datum_id.rpartition("/")
+        path = resource_path
+        if path is None and self._resource is not None and self._resource["uid"] == uid:
+            path = self._resource["resource_path"]
+        if path is None:
+            return None
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                return np.asarray(f["/entry/data/data"][int(index)])
+        except (OSError, KeyError, IndexError):
+            return None

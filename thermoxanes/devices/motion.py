@@ -1,0 +1,178 @@
+"""Motion over EPICS: sample stage, focusing monochromator (pseudo-positioner), shutter."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import (
+    Device,
+    EpicsMotor,
+    EpicsSignal,
+    EpicsSignalRO,
+    PseudoPositioner,
+    PseudoSingle,
+    Signal,
+)
+from ophyd import FormattedComponent as FCpt
+from ophyd.pseudopos import pseudo_position_argument, real_position_argument
+from ophyd.status import StatusBase, SubscriptionStatus
+from ophyd.utils import LimitError
+
+from thermoxanes.devices.focus import FocusCalibration
+
+
+class SampleStage(Device):
+    """Sample stage: three motor records, x (horizontal), y (vertical), z (along the beam).
+
+    Parameters
+    ----------
+    x_pv, y_pv, z_pv : str
+        Motor record names (units as configured in the records; µm in the profiles here).
+    """
+
+    x = FCpt(EpicsMotor, "{_x_pv}", kind="normal")
+    y = FCpt(EpicsMotor, "{_y_pv}", kind="normal")
+    z = FCpt(EpicsMotor, "{_z_pv}", kind="normal")
+
+    def __init__(self, prefix: str = "", *, x_pv: str, y_pv: str, z_pv: str, **kwargs: Any):
+        self._x_pv, self._y_pv, self._z_pv = x_pv, y_pv, z_pv
+        super().__init__(prefix, **kwargs)
+
+
+class FocusingMonochromator(PseudoPositioner):
+    """Photon energy (eV) that moves monochromator, zone plate and detector together.
+
+    ``set(energy_ev)`` moves the three motors at once to the energy and to the zone-plate and
+    detector positions of :class:`~thermoxanes.devices.focus.FocusCalibration` (lens
+    equations at constant magnification, corrected by calibration points), so the image
+    stays in focus and keeps its pixel size. Energies outside ``limits_ev`` and motor
+    targets outside their record limits are refused before anything moves.
+
+    Parameters
+    ----------
+    mono_pv, zoneplate_pv, detector_pv : str
+        Motor records: monochromator energy (in ``energy_units``), zone plate and detector
+        position along the beam (mm).
+    energy_units : {"eV", "keV"}
+        Engineering units of the monochromator energy record.
+    calibration : FocusCalibration
+        Optics and calibration points.
+    limits_ev : (float, float)
+        Allowed energies (eV).
+    """
+
+    energy_ev = Cpt(PseudoSingle, kind="hinted")
+    dcm_energy = FCpt(EpicsMotor, "{_mono_pv}", kind="normal")
+    zoneplate_z_mm = FCpt(EpicsMotor, "{_zoneplate_pv}", kind="normal")
+    detector_z_mm = FCpt(EpicsMotor, "{_detector_pv}", kind="normal")
+    magnification = Cpt(Signal, value=50.0, kind="config", doc="Kept constant on energy moves")
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        mono_pv: str,
+        zoneplate_pv: str,
+        detector_pv: str,
+        energy_units: str = "eV",
+        calibration: FocusCalibration | None = None,
+        limits_ev: tuple[float, float] = (4500.0, 12000.0),
+        **kwargs: Any,
+    ):
+        if energy_units not in ("eV", "keV"):
+            raise ValueError(f"energy_units must be 'eV' or 'keV', got {energy_units!r}")
+        self._mono_pv, self._zoneplate_pv, self._detector_pv = mono_pv, zoneplate_pv, detector_pv
+        self._ev_per_unit = 1.0 if energy_units == "eV" else 1000.0
+        self._calibration = calibration or FocusCalibration()
+        self._limits_ev = (float(limits_ev[0]), float(limits_ev[1]))
+        super().__init__(prefix, **kwargs)
+        self.magnification.put(self._calibration.magnification)
+        self.energy_ev._limits = self._limits_ev
+
+    @property
+    def calibration(self) -> FocusCalibration:
+        """Focus calibration at the present magnification."""
+        magnification = float(self.magnification.get())
+        if magnification != self._calibration.magnification:
+            self._calibration = dataclasses.replace(self._calibration,
+                                                    magnification=magnification)
+        return self._calibration
+
+    @property
+    def limits_ev(self) -> tuple[float, float]:
+        """Allowed energies (eV)."""
+        return self._limits_ev
+
+    def check_value(self, value: Any) -> None:
+        """Refuse energies outside :attr:`limits_ev` or motor targets outside their limits."""
+        energy = float(value[0] if isinstance(value, tuple | list) else
+                       getattr(value, "energy_ev", value))
+        low, high = self._limits_ev
+        if not (math.isfinite(energy) and low <= energy <= high):
+            raise LimitError(f"{self.name}: energy {energy} eV outside [{low}, {high}] eV")
+        super().check_value(value)
+
+    @pseudo_position_argument
+    def forward(self, pseudo_pos):
+        """Motor targets (mono units, mm, mm) for an energy (eV)."""
+        energy_ev = float(pseudo_pos.energy_ev)
+        zp_mm, det_mm = self.calibration.positions_mm(energy_ev)
+        return self.RealPosition(dcm_energy=energy_ev / self._ev_per_unit,
+                                 zoneplate_z_mm=zp_mm, detector_z_mm=det_mm)
+
+    @real_position_argument
+    def inverse(self, real_pos):
+        """Energy (eV) from the monochromator position."""
+        return self.PseudoPosition(energy_ev=float(real_pos.dcm_energy) * self._ev_per_unit)
+
+
+class EpicsShutter(Device):
+    """Shutter with open and close command PVs and a status PV.
+
+    ``set("open")``/``set("close")`` writes 1 to the command PV and finishes when the
+    status PV reports the new state, or fails after ``timeout_s``.
+
+    Parameters
+    ----------
+    open_pv, close_pv, status_pv : str
+        Command and status PVs (full names).
+    open_value : int
+        Status value meaning open (NSLS-II PPS shutters report 0 for open).
+    timeout_s : float
+        Longest wait for the status (s).
+    """
+
+    open_cmd = FCpt(EpicsSignal, "{_open_pv}", kind="omitted")
+    close_cmd = FCpt(EpicsSignal, "{_close_pv}", kind="omitted")
+    status = FCpt(EpicsSignalRO, "{_status_pv}", kind="normal")
+
+    def __init__(self, prefix: str = "", *, open_pv: str, close_pv: str, status_pv: str,
+                 open_value: int = 1, timeout_s: float = 10.0, **kwargs: Any):
+        self._open_pv, self._close_pv, self._status_pv = open_pv, close_pv, status_pv
+        self._open_value = int(open_value)
+        self._timeout_s = float(timeout_s)
+        super().__init__(prefix, **kwargs)
+
+    @property
+    def is_open(self) -> bool:
+        """True when the status PV reports open."""
+        return int(self.status.get()) == self._open_value
+
+    def set(self, value: str) -> StatusBase:
+        """Open or close (``"open"`` or ``"close"``); finishes when the status agrees."""
+        if value not in ("open", "close"):
+            raise ValueError(f"{self.name}: expected 'open' or 'close', got {value!r}")
+        want_open = value == "open"
+
+        def arrived(*, value: Any, **kwargs: Any) -> bool:
+            return (int(value) == self._open_value) == want_open
+
+        status = SubscriptionStatus(self.status, arrived, timeout=self._timeout_s, run=True)
+        (self.open_cmd if want_open else self.close_cmd).put(1, wait=False)
+        return status
+
+    def stop(self, *, success: bool = False) -> None:
+        """Nothing to stop."""
