@@ -124,3 +124,31 @@ def test_snapshot_timeout_falls_back_to_live_stream():
     finally:
         sub.close()
         pub.close()
+
+
+def test_snapshot_memory_is_capped():
+    # each 4x4 uint16 frame is 32 bytes: room for 3 calibration frames
+    pub = Publisher(ANY, heartbeat_s=0.05, snapshot_endpoint=ANY, snapshot_max_bytes=100)
+    try:
+        run = _Run(pub)
+        for _ in range(5):
+            run.event("dark")
+        assert pub.flush(5)
+        late = Subscriber(pub.endpoint, snapshot_endpoint=pub.snapshot_endpoint)
+        try:
+            snap = collect(late, 4 + 5 + 3, timeout_s=10)
+            frames = [m for m in snap if isinstance(m, FrameMessage)]
+            assert len(frames) == 3
+            assert late.gaps_for_run(run.uid) == 2  # two dark frames not offered
+        finally:
+            late.close()
+    finally:
+        pub.close()
+
+
+def test_no_state_kept_without_snapshot_endpoint():
+    with Publisher(ANY, heartbeat_s=0.05) as pub:
+        run = _Run(pub)
+        run.event("dark")
+        assert pub.flush(5)
+        assert pub._state.entries == []

@@ -115,6 +115,9 @@ class Publisher:
         When nothing is queued, hand a message to ZeroMQ in the calling thread (in
         order, non-blocking: PUB drops rather than blocks); otherwise queue it for the
         background thread.  ``False`` always queues.
+    snapshot_max_bytes : int
+        Most frame bytes of one run kept for late joiners (default 1 GiB); calibration
+        frames beyond it are not offered (the snapshot reports them as omitted).
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class Publisher:
         allow_insecure_remote: bool = False,
         copy_frames: bool = False,
         inline_send: bool = True,
+        snapshot_max_bytes: int = 1 << 30,
     ) -> None:
         if hwm < 1:
             raise ValueError("hwm must be at least 1")
@@ -176,7 +180,8 @@ class Publisher:
             raise
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
-        self._state = SnapshotState(publisher=self.publisher_id)
+        self._state = SnapshotState(publisher=self.publisher_id,
+                                    max_bytes=int(snapshot_max_bytes))
         self._snapshot: SnapshotServer | None = None
         if snapshot_endpoint:
             self._snapshot = SnapshotServer(self._ctx, snapshot_endpoint, self._state, curve)
@@ -659,11 +664,12 @@ class Publisher:
                 self._cond.notify_all()
             log.error("send failed: %s", exc)
             return
-        self._state.record(
-            item.seq, item.parts, run_uid=item.run_uid, retain=item.retain,
-            begins_run=item.begins_run, ends_run=item.ends_run,
-            is_map=item.kind == KIND_MAP_UPDATE,
-        )
+        if self._snapshot is not None:  # keep state only for late joiners
+            self._state.record(
+                item.seq, item.parts, run_uid=item.run_uid, retain=item.retain,
+                begins_run=item.begins_run, ends_run=item.ends_run,
+                is_map=item.kind == KIND_MAP_UPDATE, nbytes=item.nbytes,
+            )
         if item.begins_run:
             self._sender_run = item.run_uid
         elif item.ends_run and item.run_uid == self._sender_run:

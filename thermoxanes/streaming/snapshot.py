@@ -41,7 +41,9 @@ class SnapshotState:
     """
 
     publisher: str
+    max_bytes: int = 1 << 30
     run_uid: str | None = None
+    retained_bytes: int = 0
     last_seq: int = -1
     omitted: int = 0
     entries: list[tuple[int, list[Any]]] = field(default_factory=list)
@@ -58,6 +60,7 @@ class SnapshotState:
         begins_run: bool = False,
         ends_run: bool = False,
         is_map: bool = False,
+        nbytes: int = 0,
     ) -> None:
         """Note one sequenced message after it was sent.
 
@@ -75,6 +78,9 @@ class SnapshotState:
             For start and stop documents.
         is_map : bool
             A map update: the latest one is always offered to late joiners.
+        nbytes : int
+            Payload bytes; retained payloads are capped at ``max_bytes`` per run, beyond
+            which messages count as omitted.
         """
         with self._lock:
             self.last_seq = max(self.last_seq, seq)
@@ -85,17 +91,24 @@ class SnapshotState:
                 self.run_uid = run_uid
                 self.entries = [(seq, list(parts))]
                 self.omitted = 0
+                self.retained_bytes = 0
                 return
             if ends_run and run_uid == self.run_uid:
                 self.run_uid = None
                 self.entries = []
                 self.omitted = 0
+                self.retained_bytes = 0
                 return
             if run_uid is None or run_uid != self.run_uid:
                 return
-            if retain:
+            if retain and self.retained_bytes + nbytes <= self.max_bytes:
                 self.entries.append((seq, list(parts)))
+                self.retained_bytes += nbytes
             else:
+                if retain and self.omitted == 0:
+                    log.warning("snapshot of run %s exceeds %d bytes; later calibration "
+                                "frames are not offered to late joiners", run_uid,
+                                self.max_bytes)
                 self.omitted += 1
 
     def note_seq(self, seq: int) -> None:
