@@ -38,3 +38,12 @@ def test_calibration_offset_moves_spectra():
     d = b["edge_energy"] - a["edge_energy"]
     np.testing.assert_allclose(np.nanmean(d), 0.8, atol=0.02)
     np.testing.assert_array_equal(a["valence"], b["valence"])
+
+
+def test_foil_gives_the_calibration_offset():
+    from thermoxanes.analysis.calibration import calibrate_from_foil
+
+    w = SimWorld.from_preset("nmc442-hollow", size=16, seed=0)
+    e = np.arange(8300.0, 8400.0, 0.5)
+    shift = calibrate_from_foil(e, w.foil_absorbance(e))
+    assert abs(shift - w.energy_calibration_shift_ev) < 0.05

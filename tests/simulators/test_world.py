@@ -52,6 +52,9 @@ def test_deterministic_under_seed():
     np.testing.assert_array_equal(fa, fb)
     assert not np.array_equal(fa, fc)
     np.testing.assert_array_equal(a.truth()["valence"], b.truth()["valence"])
+    # A Generator passed in gives the same world as its seed.
+    d = SimWorld(a.preset, 48, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(d.render_frame(8345.0, exposure_s=0.3), fa)
 
 
 def test_truth_keys_and_ranges(small_world):

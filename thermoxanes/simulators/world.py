@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from thermoxanes.analysis.references import reference_on_grid
 from thermoxanes.simulators.beam import Drift, DriftParams, Ring, RingParams
 from thermoxanes.simulators.clock import SimClock
 from thermoxanes.simulators.detector import (
@@ -285,6 +286,19 @@ class SimWorld:
             shutter_open=bool(shutter_open),
         )
         return out
+
+    def foil_absorbance(
+        self, energies_ev: np.ndarray, *, noise_od: float = 0.002
+    ) -> np.ndarray:
+        """Ni metal foil absorbance (transmission, arbitrary offset) on the beamline axis.
+
+        The calibration standard of the beamline: the tabulated foil spectrum (edge
+        8333.0 eV) shifted by :attr:`energy_calibration_shift_ev`, with Gaussian noise of
+        ``noise_od`` (OD, rms) from the world's generator. Does not advance time.
+        """
+        e = np.asarray(energies_ev, dtype=np.float64)
+        mu = reference_on_grid("Ni_foil", e, self.energy_calibration_shift_ev)
+        return mu + noise_od * self._noise_rng.standard_normal(e.shape)
 
     # -- ground truth ------------------------------------------------------------------
     def feature_table(self) -> FeatureTable:
