@@ -279,7 +279,7 @@ def run_raw(n: int, size: int) -> dict:
     return _rate(n, got, t0, t_last, size * size * 2)
 
 
-def run_thermoxanes(n: int, size: int, inline_send: bool = True) -> dict:
+def run_thermoxanes(n: int, size: int, inline_send: bool = False) -> dict:
     qs, qr = SPAWN.Queue(), SPAWN.Queue()
     go, ready, done = SPAWN.Event(), SPAWN.Event(), SPAWN.Event()
     ps = SPAWN.Process(target=_txm_sender,
@@ -510,8 +510,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="throughput repetitions, interleaved (best and median reported)")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["raw", "thermoxanes", "bluesky", "steady", "stall"])
-    ap.add_argument("--queued-too", action="store_true",
-                    help="also time thermoxanes with inline_send=False (always queued)")
+    ap.add_argument("--inline-too", action="store_true",
+                    help="also time thermoxanes with inline_send=True")
     args = ap.parse_args(argv)
     size = args.size
     n_tp = args.throughput_frames or min(200, args.frames)
@@ -534,14 +534,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     tp = results["throughput"]
     runs: dict[str, list[dict]] = {"raw_pyzmq": [], "thermoxanes": [], "bluesky": [],
-                                   "thermoxanes_queued": []}
+                                   "thermoxanes_inline": []}
     for _ in range(args.repeat):  # interleaved so that drift hits all alike
         if "raw" not in args.skip:
             runs["raw_pyzmq"].append(run_raw(n_tp, size))
         if "thermoxanes" not in args.skip:
             runs["thermoxanes"].append(run_thermoxanes(n_tp, size))
-            if args.queued_too:
-                runs["thermoxanes_queued"].append(run_thermoxanes(n_tp, size, False))
+            if args.inline_too:
+                runs["thermoxanes_inline"].append(run_thermoxanes(n_tp, size, True))
         if "bluesky" not in args.skip:
             runs["bluesky"].append(run_bluesky(n_bs, size))
     for key, lst in runs.items():

@@ -424,3 +424,18 @@ def test_reconnects_after_publisher_process_is_killed_and_restarted():
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait(10)
+
+
+def test_inline_send_keeps_order_and_counts():
+    with Publisher(ANY_PORT, heartbeat_s=0.01, inline_send=True) as pub:
+        with Subscriber(pub.endpoint) as sub:
+            wait_ready(sub)
+            pub("start", {"uid": "inl", "time": 0.0})
+            for i in range(50):
+                pub.send_frame(np.full((8, 8), i, np.uint16), run_uid="inl", stream="primary")
+            pub("stop", {"uid": "inl-stop", "run_start": "inl", "time": 1.0})
+            assert pub.flush(5)
+            msgs = collect(sub, 52)
+            assert [m.seq for m in msgs] == list(range(52))
+            assert [int(m.array[0, 0]) for m in msgs[1:-1]] == list(range(50))
+            assert pub.stats["sent"] == 52 and sub.gaps_for_run("inl") == 0

@@ -2,8 +2,8 @@
 
 ``Publisher`` is a bluesky callback (``RE.subscribe(pub)``) and a direct frame API
 (``send_frame``, ``send_map_update``).  Calls never block acquisition: each message is
-encoded and, when nothing is waiting, handed to ZeroMQ at once (a PUB send never blocks);
-otherwise it goes on a bounded in-memory queue that a background thread drains in order.  When the
+encoded and put on a bounded in-memory queue, and a background thread sends it in order
+(``inline_send=True`` hands it to ZeroMQ in the calling thread when nothing is waiting).  When the
 queue is full (``hwm`` frames or ``max_queue_bytes``), new frames and map updates are
 dropped and counted; their sequence numbers are consumed, so subscribers see the gap.
 The PUB socket itself drops messages for a subscriber whose pipe holds ``hwm`` messages,
@@ -113,8 +113,9 @@ class Publisher:
         by default frames are sent without copying and must not be modified.
     inline_send : bool
         When nothing is queued, hand a message to ZeroMQ in the calling thread (in
-        order, non-blocking: PUB drops rather than blocks); otherwise queue it for the
-        background thread.  ``False`` always queues.
+        order, non-blocking: PUB drops rather than blocks) instead of the background
+        thread.  Off by default: measured here, a zero-copy send costs the caller
+        ~0.3 ms per 8 MiB frame against ~0.2 ms for queueing, for the same throughput.
     snapshot_max_bytes : int
         Most frame bytes of one run kept for late joiners (default 1 GiB); calibration
         frames beyond it are not offered (the snapshot reports them as omitted).
@@ -136,7 +137,7 @@ class Publisher:
         snapshot_streams: tuple[str, ...] = ("dark", "flat"),
         allow_insecure_remote: bool = False,
         copy_frames: bool = False,
-        inline_send: bool = True,
+        inline_send: bool = False,
         snapshot_max_bytes: int = 1 << 30,
     ) -> None:
         if hwm < 1:
