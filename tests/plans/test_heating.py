@@ -2,7 +2,13 @@ import pytest
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus
 
-from thermoxanes.plans.heating import HeatingProgram, Hold, Ramp, heating_series
+from thermoxanes.plans.heating import (
+    SAFE_STATE_PLAN,
+    HeatingProgram,
+    Hold,
+    Ramp,
+    heating_series,
+)
 
 
 def test_program_round_trip_and_validation():
@@ -28,7 +34,11 @@ def test_series_links_sweeps_and_ends_safe(beamline, short_grid):
     uids = RE(heating_series(beamline.camera, beamline.mono, beamline.sample_x,
                              beamline.shutter, beamline.heater, beamline.clock, program,
                              short_grid, n_darks=1, safe_temperature_c=30.0))
-    assert len(uids) == 3 == len(starts)
+    # three sweeps, then the run recording the heater's safe state
+    assert len(uids) == 4 == len(starts)
+    assert starts[-1]["plan_name"] == SAFE_STATE_PLAN
+    assert starts[-1]["exit_path"] == "completed"
+    starts = starts[:-1]
     assert len({s["series_uid"] for s in starts}) == 1
     assert [s["sweep_index"] for s in starts] == [0, 1, 2]
     assert starts[0]["heating_program"] == program.to_list()
@@ -37,7 +47,7 @@ def test_series_links_sweeps_and_ends_safe(beamline, short_grid):
     assert min(t0) < 900.0
     # the last sweep is at the ramp target, the heater setpoint goes safe afterwards
     assert starts[2]["setpoint_c"] == pytest.approx(120.0)
-    assert events[-1]["data"]["heater_temperature_c"] == pytest.approx(120.0, abs=3.0)
+    assert events[-2]["data"]["heater_temperature_c"] == pytest.approx(120.0, abs=3.0)
     assert beamline.heater.setpoint_c.get() == pytest.approx(30.0)
     # holds last at least their duration: 900 s + ramp ~10 min + 300 s
     assert beamline.clock.position >= 900.0 + 300.0 + 9.0 * 60

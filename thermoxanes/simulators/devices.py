@@ -180,15 +180,39 @@ class SimHeater(Device):
     """Temperature controller: ``set(temperature_c)`` finishes when the sample has settled.
 
     Reading gives the thermocouple (noisy, lagging the heater as a real one does).
+
+    Safety behaviour (``docs/safety.md``):
+
+    - ``stop()`` (the RunEngine calls it on pause, suspension and every exit) never lets
+      the heater heat further: a ramp heading up is frozen at its present target; a
+      cool-down, a hold and the safe state are left alone.
+    - ``unstage()`` puts the heater in its safe state (:meth:`go_safe`). A heating program
+      stages the heater, so ``RE.halt()``, which skips plan cleanup but still unstages
+      what is left staged, ends with the heater safe.
+    - ``set()`` refuses setpoints outside ``[-50, max_temperature_c]`` and ramp rates
+      above ``max_ramp_rate_c_per_min``.
+
+    Fault injection (wall time, for suspender tests; the simulated clock does not advance
+    while a RunEngine is suspended): :meth:`inject_temperature_offset` offsets the reading.
     """
 
     temperature_c = Cpt(Signal, value=25.0, kind="hinted", doc="Thermocouple reading (°C)")
     setpoint_c = Cpt(Signal, value=25.0, kind="normal", doc="Final setpoint (°C)")
     target_c = Cpt(Signal, value=25.0, kind="normal", doc="Ramped setpoint now (°C)")
+    output_on = Cpt(Signal, value=True, kind="normal", doc="Heater power enabled")
     ramp_rate_c_per_min = Cpt(Signal, value=5.0, kind="config", doc="Ramp rate (°C/min)")
     tolerance_c = Cpt(Signal, value=1.0, kind="config", doc="Done when within (°C)")
     settle_s = Cpt(Signal, value=30.0, kind="config", doc="... for this long (s)")
     max_temperature_c = Cpt(Signal, value=450.0, kind="config", doc="Highest setpoint (°C)")
+    max_ramp_rate_c_per_min = Cpt(Signal, value=20.0, kind="config",
+                                  doc="Fastest ramp (°C/min)")
+    max_setpoint_step_c = Cpt(Signal, value=250.0, kind="config",
+                              doc="Largest setpoint change of a program (°C)")
+    safe_temperature_c = Cpt(Signal, value=25.0, kind="config", doc="Safe setpoint (°C)")
+    safe_state = Cpt(Signal, value="setpoint", kind="config",
+                     doc="'setpoint' (go to safe_temperature_c) or 'output_off'")
+    last_safe_action = Cpt(Signal, value="", kind="normal",
+                           doc="Why and when the heater last went safe on its own")
 
     def __init__(self, prefix: str = "", *, world: Any, step_s: float = 5.0,
                  timeout_s: float = 6 * 3600.0, **kwargs):
@@ -196,14 +220,26 @@ class SimHeater(Device):
         self._world = world
         self._step_s = step_s
         self._timeout_s = timeout_s
+        self._offset_c = 0.0
+        self._last_reading_c = 25.0
+        self._fault_lock = threading.Lock()
+        self._fault_timer: threading.Timer | None = None
         self.ramp_rate_c_per_min.subscribe(self._on_rate, run=False)
+        self.output_on.subscribe(self._on_output, run=False)
 
     def _on_rate(self, value: float, **kwargs) -> None:
         self._world.heater.ramp_rate_c_per_min = float(value)
 
+    def _on_output(self, value: Any, **kwargs) -> None:
+        self._world.heater.output_on = bool(value)
+
     def _refresh(self) -> None:
         heater = self._world.heater
-        self.temperature_c.put(float(heater.thermocouple_c()))
+        reading = float(heater.thermocouple_c())
+        with self._fault_lock:
+            self._last_reading_c = reading
+            offset = self._offset_c
+        self.temperature_c.put(reading + offset)
         self.target_c.put(float(heater.target_c))
 
     def read(self) -> dict[str, dict[str, Any]]:
@@ -222,9 +258,16 @@ class SimHeater(Device):
         if not -50.0 <= temperature_c <= ceiling:
             return _failed(self, ValueError(
                 f"{self.name}: setpoint {temperature_c} C outside [-50, {ceiling}] C"))
+        rate = float(self.ramp_rate_c_per_min.get())
+        max_rate = float(self.max_ramp_rate_c_per_min.get())
+        if rate > max_rate:
+            return _failed(self, ValueError(
+                f"{self.name}: ramp rate {rate} C/min above the maximum of {max_rate} C/min"))
         heater = self._world.heater
         heater.output_on = True
-        heater.ramp_rate_c_per_min = float(self.ramp_rate_c_per_min.get())
+        if not self.output_on.get():
+            self.output_on.put(True)
+        heater.ramp_rate_c_per_min = rate
         heater.setpoint_c = temperature_c
         self.setpoint_c.put(temperature_c)
         tolerance = float(self.tolerance_c.get())
@@ -238,13 +281,74 @@ class SimHeater(Device):
             if elapsed > self._timeout_s:
                 return _failed(self, TimeoutError(
                     f"{self.name}: did not settle at {temperature_c} C within {self._timeout_s} s"))
+            if int(elapsed / self._step_s) % 12 == 0:
+                self._refresh()  # the reading moves during a ramp (watched by suspenders)
         self._refresh()
         return _done(self)
 
     def stop(self, *, success: bool = False) -> None:
-        """Hold the present target so the heater does not keep ramping."""
+        """Never heat further: freeze a ramp heading up at its present target.
+
+        A cool-down (including the move to the safe state), a hold and the output-off
+        state are left as they are.
+        """
         heater = self._world.heater
-        heater.setpoint_c = float(heater.target_c)
+        target = float(heater.target_c)
+        if heater.output_on and heater.setpoint_c > target:
+            heater.setpoint_c = target
+            self.setpoint_c.put(target)
+
+    def go_safe(self, reason: str = "") -> None:
+        """Put the heater in its safe state now (``safe_state``, ``safe_temperature_c``).
+
+        Does not wait for the cool-down; the simulated clock is not advanced.
+        """
+        heater = self._world.heater
+        if self.safe_state.get() == "output_off":
+            heater.output_on = False
+            self.output_on.put(False)
+            action = "output off"
+        else:
+            safe_c = float(self.safe_temperature_c.get())
+            heater.setpoint_c = safe_c
+            self.setpoint_c.put(safe_c)
+            action = f"setpoint {safe_c} C"
+        self.last_safe_action.put(
+            f"{action} at t={self._world.clock.now():.1f} s ({reason or 'go_safe'})")
+
+    def unstage(self) -> list[Any]:
+        """Go safe (see the class notes: this is what ``RE.halt()`` still reaches)."""
+        try:
+            self.go_safe("unstage")
+        finally:
+            result = super().unstage()
+        return result
+
+    # -- fault injection ------------------------------------------------------------------
+    def inject_temperature_offset(self, offset_c: float, duration_s: float | None) -> None:
+        """Offset the thermocouple reading by ``offset_c`` (°C) for ``duration_s`` wall
+        seconds (``None``: until :meth:`clear_faults`); the new reading is put at once, so
+        suspenders watching :attr:`temperature_c` react without a device action."""
+        with self._fault_lock:
+            if self._fault_timer is not None:
+                self._fault_timer.cancel()
+            self._offset_c = float(offset_c)
+            reading = self._last_reading_c + self._offset_c
+            if duration_s is not None:
+                self._fault_timer = threading.Timer(float(duration_s), self.clear_faults)
+                self._fault_timer.daemon = True
+                self._fault_timer.start()
+        self.temperature_c.put(reading)
+
+    def clear_faults(self) -> None:
+        """End an injected fault; the last true reading is put at once."""
+        with self._fault_lock:
+            if self._fault_timer is not None:
+                self._fault_timer.cancel()
+                self._fault_timer = None
+            self._offset_c = 0.0
+            reading = self._last_reading_c
+        self.temperature_c.put(reading)
 
 
 class SimClockDevice(Device):
@@ -274,17 +378,63 @@ class SimClockDevice(Device):
 
 
 class SimRingCurrent(Device):
-    """Storage-ring current (mA)."""
+    """Storage-ring current (mA).
+
+    Fault injection: :meth:`inject_beam_dump` drops the current for a time measured in
+    wall seconds. The new value is put at once and the recovery is put by a timer thread,
+    because a suspended RunEngine makes no device actions (so the simulated clock stands
+    still during a suspension); a suspender watching :attr:`current_ma` sees both edges.
+    The dump only changes this signal: frames rendered before the suspension lands are
+    not darkened (the world's ring model does not know about the dump).
+    """
 
     current_ma = Cpt(Signal, value=400.0, kind="hinted", doc="Ring current (mA)")
 
     def __init__(self, prefix: str = "", *, world: Any, **kwargs):
         super().__init__(prefix, **kwargs)
         self._world = world
+        self._lock = threading.Lock()
+        self._dump_ma: float | None = None
+        self._timer: threading.Timer | None = None
+        self._last_ma = 400.0
 
     def read(self) -> dict[str, dict[str, Any]]:
-        self.current_ma.put(float(self._world.ring_current_ma()))
+        value = float(self._world.ring_current_ma())
+        with self._lock:
+            self._last_ma = value
+            if self._dump_ma is not None:
+                value = self._dump_ma
+        self.current_ma.put(value)
         return super().read()
+
+    @property
+    def beam_dumped(self) -> bool:
+        """True while an injected beam dump lasts."""
+        with self._lock:
+            return self._dump_ma is not None
+
+    def inject_beam_dump(self, duration_s: float | None, current_ma: float = 0.0) -> None:
+        """Drop the ring current to ``current_ma`` (mA) for ``duration_s`` wall seconds
+        (``None``: until :meth:`clear_faults`)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._dump_ma = float(current_ma)
+            if duration_s is not None:
+                self._timer = threading.Timer(float(duration_s), self.clear_faults)
+                self._timer.daemon = True
+                self._timer.start()
+        self.current_ma.put(float(current_ma))
+
+    def clear_faults(self) -> None:
+        """End an injected beam dump; the last simulated current is put at once."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._dump_ma = None
+            value = self._last_ma
+        self.current_ma.put(value)
 
 
 class SimCamera(Device):
