@@ -439,3 +439,16 @@ def test_inline_send_keeps_order_and_counts():
             assert [m.seq for m in msgs] == list(range(52))
             assert [int(m.array[0, 0]) for m in msgs[1:-1]] == list(range(50))
             assert pub.stats["sent"] == 52 and sub.gaps_for_run("inl") == 0
+
+
+def test_topic_subset_counts_no_false_gaps():
+    with Publisher(ANY_PORT, heartbeat_s=0.05) as pub:
+        with Subscriber(pub.endpoint, topics=["frame", "heartbeat"]) as sub:
+            wait_ready(sub)
+            pub("start", {"uid": "t", "time": 0.0})
+            pub.send_frame(np.zeros(2, np.uint8), run_uid="t", stream="primary")
+            pub("stop", {"uid": "t-stop", "run_start": "t", "time": 1.0})
+            pub.send_frame(np.zeros(2, np.uint8), run_uid=None, stream="primary")
+            msgs = collect(sub, 2)
+            assert [m.kind for m in msgs] == ["frame", "frame"]
+            assert sub.stats["gaps"] == 0 and sub.gaps_for_run("t") == 0
