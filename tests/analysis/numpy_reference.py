@@ -94,7 +94,9 @@ def _local_vertex(e_w: np.ndarray, z_w: np.ndarray, c: float, h: float
 
 
 def local_peak(e_w: np.ndarray, y_w: np.ndarray, start: float, cfg: FitConfig) -> float:
-    """Fixed point of the biweight-weighted parabola (log for the Gaussian) vertex."""
+    """Fixed point of the biweight-weighted parabola (log for the Gaussian) vertex.
+
+    It must stay within the weight radius of the highest point ``start``."""
     if cfg.whiteline_method == "gaussian":
         with np.errstate(all="ignore"):
             z = np.where(y_w > 0, np.log(np.where(y_w > 0, y_w, 1.0)), np.nan)
@@ -104,7 +106,7 @@ def local_peak(e_w: np.ndarray, y_w: np.ndarray, start: float, cfg: FitConfig) -
     c = start
     for _ in range(500):
         v, _, _ = _local_vertex(e_w, z, c, h)
-        if not np.isfinite(v) or v < e_w[0] or v > e_w[-1]:
+        if not np.isfinite(v) or abs(v - start) > h:
             return np.nan
         if abs(v - c) < 1e-10:
             break
@@ -113,7 +115,7 @@ def local_peak(e_w: np.ndarray, y_w: np.ndarray, start: float, cfg: FitConfig) -
         return np.nan
     v, lo, hi = _local_vertex(e_w, z, c, h)
     dvdc = (_local_vertex(e_w, z, c + 1e-5, h)[0] - _local_vertex(e_w, z, c - 1e-5, h)[0]) / 2e-5
-    if not (dvdc < 1.0 and lo <= v <= hi):
+    if not (dvdc < 1.0 and lo <= v <= hi and abs(v - start) <= h):
         return np.nan
     return v
 

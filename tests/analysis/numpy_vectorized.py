@@ -40,7 +40,7 @@ def _local_peaks(e_w: np.ndarray, y: np.ndarray, start: np.ndarray, finite: np.n
     c = np.where(finite, start, np.nan)
     for _ in range(50):
         v = _vertex(e_w, y, np.nan_to_num(c, nan=e_w[0]), h)
-        v = np.where(np.isfinite(c) & (v >= e_w[0]) & (v <= e_w[-1]), v, np.nan)
+        v = np.where(np.isfinite(c) & (np.abs(v - start) <= h), v, np.nan)
         done = np.abs(v - c) < 1e-9
         c = v
         if np.all(done | np.isnan(c)):

@@ -47,10 +47,9 @@ V_AA, V_BB, V_AB, V_JJ, V_JA, V_JB = (N_LIN + i for i in range(6))
 V_A23, V_B23, V_AB23, V_A34, V_B34, V_AB34 = (N_LIN + 6 + i for i in range(6))
 N_TRIG_GRID = 201
 #: Fixed-point iteration of the quadratic / Gaussian white line: at most this many
-#: steps, converged below this change (eV); step of the numerical dV/dc (eV).
+#: secant steps, converged below this change (eV).
 WL_MAX_ITER = 50
-WL_TOL_EV = 1e-9
-WL_STEP_EV = 1e-4
+WL_TOL_EV = 1e-6
 #: Pixels per tile of the one-pass batch kernel (sums of a tile stay in L1 cache).
 TILE = 512
 
@@ -249,46 +248,37 @@ def _trig_peak(coef):
 
 
 @njit(cache=True, inline="always")
-def _local_sums(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums):
-    """Biweight-weighted moments around ``c`` (eV) of the white-line points of pixel x.
+def _local_sums(ebuf, zbuf, n, c, h, sums):
+    """Biweight-weighted moments around ``c`` (eV) of the points ``ebuf[:n], zbuf[:n]``.
 
-    ``sums`` (12,) receives s0..s4 (sum w u^k), q0..q2 (sum w u^k z), n, e_min, e_max and
-    a validity flag; ``u = E - c``, ``w = (1 - (u/h)^2)^2`` for ``|u| < h``, ``z = y`` (or
-    ``log y`` for the Gaussian) with ``y = mu - pre(E)``.
+    ``sums`` (11,) receives s0..s4 (sum w u^k), q0..q2 (sum w u^k z), the number of
+    weighted points and their lowest and highest energy; ``u = E - c``,
+    ``w = (1 - (u/h)^2)^2`` for ``|u| < h``.
     """
-    for i in range(12):
+    for i in range(9):
         sums[i] = 0.0
     sums[9] = np.inf
     sums[10] = -np.inf
-    sums[11] = 1.0
-    for k in range(wl_lo, wl_hi + 1):
-        u = e_blk[k] - c
+    for j in range(n):
+        u = ebuf[j] - c
         r = u / h
         if r * r >= 1.0:
             continue
         w = (1.0 - r * r) ** 2
-        y = blk_mu[k, x] - (alpha + beta * t_blk[k])
-        if method == 1:
-            if not y > 0.0:
-                sums[11] = 0.0
-                return
-            z = np.log(y)
-        else:
-            z = y
-        if not np.isfinite(z):
-            sums[11] = 0.0
-            return
+        z = zbuf[j]
+        wu = w * u
+        wuu = wu * u
         sums[0] += w
-        sums[1] += w * u
-        sums[2] += w * u * u
-        sums[3] += w * u * u * u
-        sums[4] += w * u * u * u * u
+        sums[1] += wu
+        sums[2] += wuu
+        sums[3] += wuu * u
+        sums[4] += wuu * u * u
         sums[5] += w * z
-        sums[6] += w * u * z
-        sums[7] += w * u * u * z
+        sums[6] += wu * z
+        sums[7] += wuu * z
         sums[8] += 1.0
-        sums[9] = min(sums[9], e_blk[k])
-        sums[10] = max(sums[10], e_blk[k])
+        sums[9] = min(sums[9], ebuf[j])
+        sums[10] = max(sums[10], ebuf[j])
 
 
 @njit(cache=True, inline="always")
@@ -318,11 +308,10 @@ def _local_inverse(sums, inv):
 
 
 @njit(cache=True, inline="always")
-def _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums,
-                  inv):
+def _local_vertex(ebuf, zbuf, n, c, h, sums, inv):
     """Vertex (eV) of the biweight-weighted parabola around ``c``; NaN if none."""
-    _local_sums(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums)
-    if sums[11] == 0.0 or sums[8] < 3.0 or not _local_inverse(sums, inv):
+    _local_sums(ebuf, zbuf, n, c, h, sums)
+    if sums[8] < 3.0 or not _local_inverse(sums, inv):
         return np.nan
     p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
     p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
@@ -358,8 +347,9 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
             if yv > best:
                 best = yv
                 kmax[x] = k
-    sums = np.empty(12)
+    sums = np.empty(11)
     inv = np.empty((3, 3))
+    ebuf = np.empty(wl_hi - wl_lo + 1)
     for x in range(w):
         out_w[x] = np.nan
         out_s[x] = np.nan
@@ -372,7 +362,8 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
         ref = acc[ROW_REF, x]
         if method != 2:
             _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk,
-                        wl_lo, wl_hi, e_blk[c], scale, method, sums, inv, out_w, out_s)
+                        wl_lo, wl_hi, e_blk[c], scale, method, sums, inv, ebuf, zbuf, out_w,
+                        out_s)
             continue
         lo = fit_lo[c]
         n = fit_n[c]
@@ -413,58 +404,80 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
 
 @njit(cache=True, inline="always")
 def _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk, wl_lo,
-                wl_hi, c, h, method, sums, inv, out_w, out_s):
+                wl_hi, start, h, method, sums, inv, ebuf, zbuf, out_w, out_s):
     """Quadratic (Gaussian) white line of pixel x: fixed point of the weighted parabola.
 
-    Starting at the highest point ``c``, the centre of the biweight weights (radius
-    ``h``) is moved to the vertex until it stays (the estimate is then continuous in the
-    data). Sigma: implicit derivative of the fixed point, ``dV/dy / (1 - dV/dc)``.
+    Starting at the highest point ``start``, the centre of the biweight weights (radius
+    ``h``) is moved to the vertex until it stays (secant steps on ``V(c) - c``); the
+    estimate is then continuous in the data. It must stay within ``h`` of ``start``.
+    Sigma: implicit derivative of the fixed point, ``dV/dy / (1 - dV/dc)``.
     """
+    n = 0
+    kfirst = -1
+    for k in range(wl_lo, wl_hi + 1):
+        if abs(e_blk[k] - start) < 2.0 * h:
+            if kfirst < 0:
+                kfirst = k
+            y = blk_mu[k, x] - (alpha + beta * t_blk[k])
+            if method == 1:
+                if not y > 0.0:
+                    return
+                y = np.log(y)
+            if not np.isfinite(y):
+                return
+            ebuf[n] = e_blk[k]
+            zbuf[n] = y
+            n += 1
+    c0 = start
+    g0 = _local_vertex(ebuf, zbuf, n, c0, h, sums, inv) - c0
+    if not np.isfinite(g0):
+        return
+    c = c0 + g0 if g0 != 0.0 else c0 + 1e-3
+    converged = False
     for _ in range(WL_MAX_ITER):
-        v = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method,
-                          sums, inv)
-        if not np.isfinite(v) or v < e_blk[wl_lo] or v > e_blk[wl_hi]:
+        g = _local_vertex(ebuf, zbuf, n, c, h, sums, inv) - c
+        if not np.isfinite(g) or abs(c - start) > h:
             return
-        if abs(v - c) < WL_TOL_EV:
-            c = v
+        if abs(g) < WL_TOL_EV and c != c0:
+            converged = True
             break
-        c = v
-    else:
+        c_new = c - g * (c - c0) / (g - g0) if g != g0 else c + g
+        c0 = c
+        g0 = g
+        c = c_new
+    if not converged:
         return
-    v_up = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c + WL_STEP_EV, h,
-                         method, sums, inv)
-    v_dn = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c - WL_STEP_EV, h,
-                         method, sums, inv)
-    dvdc = (v_up - v_dn) / (2.0 * WL_STEP_EV)
-    v = _local_vertex(blk_mu, x, alpha, beta, t_blk, e_blk, wl_lo, wl_hi, c, h, method, sums,
-                      inv)
-    if not (np.isfinite(dvdc) and dvdc < 1.0 and np.isfinite(v)):
+    # sums/inv now belong to the centre c; the last secant slope gives dV/dc.
+    dvdc = 1.0 + (g - g0) / (c - c0)
+    v = c + g
+    if not (np.isfinite(dvdc) and dvdc < 1.0):
         return
-    if not (sums[9] <= v <= sums[10]):
+    if not (sums[9] <= v <= sums[10]) or abs(v - start) > h:
         return
     p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
     p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
     ustar = -p1 / (2.0 * p2)
     scale_g = -1.0 / (2.0 * p2 * (1.0 - dvdc))
-    g0 = 0.0
-    g1 = 0.0
+    ga = 0.0
+    gb = 0.0
     var_w = 0.0
-    for k in range(wl_lo, wl_hi + 1):
-        u = e_blk[k] - c
+    for j in range(n):
+        u = ebuf[j] - c
         r = u / h
         if r * r >= 1.0:
             continue
+        k = kfirst + j
         wk = (1.0 - r * r) ** 2
         m1 = (inv[1, 0] + inv[1, 1] * u + inv[1, 2] * u * u) * wk
         m2 = (inv[2, 0] + inv[2, 1] * u + inv[2, 2] * u * u) * wk
-        g = scale_g * (m1 + 2.0 * ustar * m2)
+        gk = scale_g * (m1 + 2.0 * ustar * m2)
         if method == 1:
-            g /= blk_mu[k, x] - (alpha + beta * t_blk[k])
-        g0 += g
-        g1 += g * t_blk[k]
+            gk /= np.exp(zbuf[j])
+        ga += gk
+        gb += gk * t_blk[k]
         vk = s * _fexp(blk_mu[k, x] - ref) if model_var else blk_var[k, x]
-        var_w += g * g * vk
-    var_w += s * (g0 * g0 * acc[V_AA, x] + g1 * g1 * acc[V_BB, x] + 2.0 * g0 * g1 * acc[V_AB, x])
+        var_w += gk * gk * vk
+    var_w += s * (ga * ga * acc[V_AA, x] + gb * gb * acc[V_BB, x] + 2.0 * ga * gb * acc[V_AB, x])
     out_w[x] = v
     out_s[x] = np.sqrt(var_w)
 
