@@ -62,6 +62,11 @@ class LimitedRampSignal(EpicsSignal):
             raise LimitError(f"{self.parent.name}: ramp rate {value} C/min outside "
                              f"(0, {ceiling}] C/min")
 
+    def set(self, value: Any, **kwargs: Any) -> StatusBase:
+        """Check the limits here, so a bad rate raises before the status exists."""
+        self.check_value(value)
+        return super().set(value, **kwargs)
+
 
 class TemperatureController(Device):
     """Common behaviour of the controllers; subclasses only name the PVs.
@@ -88,6 +93,11 @@ class TemperatureController(Device):
     min_temperature_c = Cpt(Signal, value=-50.0, kind="config", doc="Lowest setpoint (°C)")
     max_ramp_rate_c_per_min = Cpt(Signal, value=20.0, kind="config",
                                   doc="Fastest ramp allowed (°C/min)")
+    max_setpoint_step_c = Cpt(Signal, value=250.0, kind="config",
+                              doc="Largest single setpoint change (°C)")
+    safe_temperature_c = Cpt(Signal, value=25.0, kind="config", doc="Safe setpoint (°C)")
+    safe_state = Cpt(Signal, value="setpoint", kind="config",
+                     doc="'setpoint' or 'output_off': what unstage() (halt) leaves")
 
     model = ""
     integer_setpoint = False
@@ -160,16 +170,53 @@ class TemperatureController(Device):
             time.sleep(self._poll_s)
 
     def stop(self, *, success: bool = False) -> None:
-        """Stop waiting; unless ``success``, hold at the present temperature."""
+        """Stop waiting; unless ``success``, hold at the present temperature.
+
+        With ``success`` (a plan that ended normally) the setpoint stands, e.g. the safe
+        setpoint a plan has just sent, and a pending ``set`` is released as finished.
+        """
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None and not pending.done:
-            pending.set_exception(RuntimeError(f"{self.name}: stopped"))
+            if success:
+                pending.set_finished()
+            else:
+                pending.set_exception(RuntimeError(f"{self.name}: stopped"))
         if not success:
             try:
                 self.setpoint_c.put(self.position, wait=False)
             except Exception:  # pragma: no cover - best effort on a lost connection
                 pass
+
+
+    def go_safe(self) -> None:
+        """Apply the armed safe state (``safe_state``): safe setpoint, or output off."""
+        if self.safe_state.get() == "output_off" and hasattr(self, "output_on"):
+            self.output_on.put(False)
+        else:
+            self.setpoint_c.put(float(self.safe_temperature_c.get()), wait=False)
+
+    def unstage(self) -> list[Any]:
+        """Go safe, then unstage (what ``RE.halt()`` still reaches)."""
+        try:
+            self.go_safe()
+        finally:
+            result = super().unstage()
+        return result
+
+
+class _OutputOn(DerivedSignal):
+    """Heater output on/off (bool) over an enable PV (off = 0, on = ``on_value``)."""
+
+    def __init__(self, *args: Any, on_value: int = 1, **kwargs: Any):
+        self._on_value = int(on_value)
+        super().__init__(*args, **kwargs)
+
+    def inverse(self, value: Any) -> bool:
+        return bool(int(value))
+
+    def forward(self, value: Any) -> int:
+        return self._on_value if bool(value) else 0
 
 
 class Lakeshore336(TemperatureController):
@@ -191,6 +238,7 @@ class Lakeshore336(TemperatureController):
     heater_output_pct = FCpt(EpicsSignalRO, "{prefix}HTR{loop}", kind="normal")
     heater_range = FCpt(EpicsSignal, "{prefix}HTR{loop}:Range_RBV",
                         write_pv="{prefix}HTR{loop}:Range", kind="config")
+    output_on = Cpt(_OutputOn, derived_from="heater_range", on_value=3, kind="normal")
 
     def _enable_output(self) -> None:
         self.ramp_on.put(1, wait=False)
@@ -240,6 +288,7 @@ class LinkamT96(TemperatureController):
     ramp_rate_c_per_min = Cpt(LimitedRampSignal, "rampRate_RBV", write_pv="rampRate",
                               kind="config", tolerance=1e-3)
     heating = Cpt(EpicsSignal, "heating_RBV", write_pv="heating", kind="config")
+    output_on = Cpt(_OutputOn, derived_from="heating", on_value=1, kind="normal")
     heater_output_pct = Cpt(EpicsSignalRO, "heaterPower_RBV", kind="normal")
 
     def _enable_output(self) -> None:

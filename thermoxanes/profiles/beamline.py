@@ -261,6 +261,9 @@ def build_epics_beamline(profile: Profile, data_dir: str | Path, *, mock: bool =
     hs = profile.heater
     heater.max_temperature_c.put(hs.max_temperature_c)
     heater.max_ramp_rate_c_per_min.put(hs.max_ramp_rate_c_per_min)
+    heater.max_setpoint_step_c.put(hs.max_setpoint_step_c)
+    heater.safe_temperature_c.put(hs.safe_temperature_c)
+    heater.safe_state.put(hs.safe_state)
     heater.tolerance_c.put(hs.tolerance_c)
     heater.settle_s.put(hs.settle_s)
     ring = cls["ring"](name="ring", current_pv=ep.ring_current)

@@ -1,0 +1,220 @@
+"""System tests over Channel Access: the simulated IOC in a subprocess, ophyd/pyepics here.
+
+One IOC (32x32 frames, clock at 120x wall time) serves every test of this module on a
+private port (``tests/devices/ca_env.py``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.devices.ca_env import SERVER_PORTS, start_ioc, stop_ioc
+
+pytestmark = pytest.mark.system
+
+SPEED = 120.0
+
+
+@pytest.fixture(scope="module")
+def ioc(tmp_path_factory):
+    log = tmp_path_factory.mktemp("ioc") / "ioc.log"
+    proc = start_ioc(["-m", "thermoxanes.cli", "ioc", "--profile", "sim-epics", "--size", "32",
+                      "--seed", "1", "--speed", str(SPEED)],
+                     SERVER_PORTS[0], "TXS:CLOCK:Time-I", log)
+    yield proc
+    stop_ioc(proc)
+
+
+@pytest.fixture(scope="module")
+def beamline(ioc, tmp_path_factory):
+    from thermoxanes.profiles.beamline import build_epics_beamline
+    from thermoxanes.profiles.schema import load_profile
+
+    profile = load_profile("sim-epics")
+    line = build_epics_beamline(profile, tmp_path_factory.mktemp("raw"), speed=SPEED)
+    line.wait_for_connection(10.0)
+    return line
+
+
+def test_every_device_through_pyepics(beamline):
+    import epics
+    from bluesky.protocols import Movable, Readable
+
+    bl = beamline
+    for dev in bl.devices.values():
+        assert isinstance(dev, Readable), dev.name
+        assert dev.read()
+    for dev in (bl.mono, bl.sample_x, bl.shutter, bl.heater, bl.clock, bl.rotation):
+        assert isinstance(dev, Movable), dev.name
+
+    # focusing monochromator: three motors together, to the lens-equation positions
+    bl.mono.set(8350.0).wait(20)
+    zp_mm, det_mm = bl.mono.calibration.positions_mm(8350.0)
+    assert epics.caget("TXS:MONO:Energy.RBV") == pytest.approx(8350.0, abs=1e-3)
+    assert epics.caget("TXS:ZP:Z.RBV") == pytest.approx(zp_mm, abs=1e-3)
+    assert epics.caget("TXS:DET:Z.RBV") == pytest.approx(det_mm, abs=1e-3)
+    assert bl.mono.read()["mono_energy_ev"]["value"] == pytest.approx(8350.0, abs=1e-3)
+
+    # motors: ophyd and plain pyepics
+    bl.sample_x.set(150.0).wait(20)
+    assert epics.caget("TXS:SAMPLE:X.RBV") == pytest.approx(150.0)
+    assert epics.caput("TXS:SAMPLE:X", 0.0, wait=True, timeout=20) == 1
+    deadline = time.monotonic() + 10
+    while epics.caget("TXS:SAMPLE:X.RBV") != 0.0 or epics.caget("TXS:SAMPLE:X.DMOV") != 1:
+        assert time.monotonic() < deadline, "TXS:SAMPLE:X did not arrive"
+        time.sleep(0.02)
+    bl.rotation.set(12.5).wait(20)
+    assert bl.rotation.read()["rotation"]["value"] == pytest.approx(12.5)
+    bl.rotation.set(0.0).wait(20)
+
+    # shutter
+    bl.shutter.set("close").wait(10)
+    assert not bl.shutter.is_open and epics.caget("TXS:SHUTTER:Pos-Sts") == 0
+    bl.shutter.set("open").wait(10)
+    assert bl.shutter.is_open
+
+    # ring current and clock (simulated seconds)
+    assert 100.0 < bl.ring.read()["ring_current_ma"]["value"] < 1000.0
+    t0 = bl.clock.position
+    start = time.monotonic()
+    bl.clock.set(30.0).wait(10)
+    assert bl.clock.position >= t0 + 30.0
+    assert time.monotonic() - start < 30.0 / SPEED + 2.0
+
+    # camera: one frame into a file, its Resource and Datum
+    bl.camera.stage()
+    try:
+        bl.camera.frame_type.put("flat")
+        bl.camera.trigger().wait(10)
+        docs = list(bl.camera.collect_asset_docs())
+    finally:
+        bl.camera.unstage()
+    assert [d[0] for d in docs] == ["resource", "datum"]
+    path = docs[0][1]["resource_path"]
+    assert epics.caget("TXS:CAM:HDF1:FullFileName_RBV", as_string=True) == path
+    with h5py.File(path, "r") as f:
+        assert f["/entry/data/data"].shape == (1, 32, 32)
+
+
+@pytest.mark.parametrize("model,prefix", [("eurotherm2216e", "TXS:ET2216:"),
+                                          ("linkam_t96", "TXS:T96:"),
+                                          ("lakeshore336", "TXS:LS336:")])
+def test_heater_models_settle(ioc, model, prefix):
+    from thermoxanes.devices.connection import wait_for_connection
+    from thermoxanes.devices.temperature import CONTROLLER_CLASSES
+
+    heater = CONTROLLER_CLASSES[model](prefix, name=f"h_{model}", time_scale=1.0 / SPEED)
+    wait_for_connection([heater], 10.0)
+    heater.settle_s.put(10.0)
+    heater.tolerance_c.put(1.5)
+    heater.max_ramp_rate_c_per_min.put(60.0)
+    heater.ramp_rate_c_per_min.set(30.0).wait(5)
+    target = round(heater.position) + 8.0
+    start = time.monotonic()
+    heater.set(target).wait(60)
+    assert abs(heater.position - target) <= 1.5
+    assert heater.setpoint_c.get() == pytest.approx(target)
+    assert time.monotonic() - start < 30.0
+    heater.set(25.0).wait(60)
+
+
+def test_limits_refused_before_anything_moves(beamline):
+    from ophyd.utils import LimitError
+
+    bl = beamline
+    before = (bl.mono.dcm_energy.position, bl.mono.zoneplate_z_mm.position)
+    with pytest.raises(LimitError, match="energy 20000.0 eV outside"):
+        bl.mono.set(20000.0)
+    time.sleep(0.2)
+    assert (bl.mono.dcm_energy.position, bl.mono.zoneplate_z_mm.position) == before
+    with pytest.raises(LimitError):
+        bl.sample_x.set(1e6)
+    setpoint = bl.heater.setpoint_c.get()
+    with pytest.raises(LimitError, match="setpoint 1000.0 C outside"):
+        bl.heater.set(1000.0)
+    with pytest.raises(LimitError, match="ramp rate"):
+        bl.heater.ramp_rate_c_per_min.set(500.0)
+    assert bl.heater.setpoint_c.get() == setpoint
+
+
+def test_unreachable_pv_named_within_timeout(ioc, tmp_path):
+    from thermoxanes.devices import PVConnectionError
+    from thermoxanes.profiles.beamline import build_epics_beamline
+    from thermoxanes.profiles.schema import load_profile
+
+    profile = load_profile("sim-epics")
+    profile.epics.ring_current = "TXS:NO:SUCH:PV"
+    line = build_epics_beamline(profile, tmp_path)
+    start = time.monotonic()
+    with pytest.raises(PVConnectionError, match="TXS:NO:SUCH:PV"):
+        line.wait_for_connection(1.0)
+    assert time.monotonic() - start < 5.0
+
+
+def _run(plan):
+    from bluesky import RunEngine
+
+    RE = RunEngine({})
+    docs: list[tuple[str, dict]] = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(plan)
+    return docs
+
+
+def test_xanes_sweep_over_channel_access(beamline):
+    from thermoxanes.plans.xanes import xanes_sweep
+
+    bl = beamline
+    energies = [8300.0, 8340.0, 8350.0, 8400.0]
+    docs = _run(xanes_sweep(bl.camera, bl.mono, bl.sample_x, bl.shutter, energies,
+                            readables=bl.frame_readables, n_darks=2, n_flats=1,
+                            sample_out_offset_um=2000.0, md={"profile": "sim-epics"}))
+    names = [n for n, _ in docs]
+    assert names[0] == "start" and names[-1] == "stop"
+    assert docs[-1][1]["exit_status"] == "success"
+    descriptors = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    events = [d for n, d in docs if n == "event"]
+    by_stream = {s: [e for e in events if descriptors[e["descriptor"]] == s]
+                 for s in ("dark", "flat", "primary")}
+    assert [len(by_stream[s]) for s in ("dark", "flat", "primary")] == [2, 4, 4]
+    energies_read = [e["data"]["mono_energy_ev"] for e in by_stream["primary"]]
+    assert energies_read == pytest.approx(energies, abs=1e-3)
+    assert all("heater_temperature_c" in e["data"] for e in events)
+    resources = {d["uid"]: d for n, d in docs if n == "resource"}
+    datums = {d["datum_id"]: d for n, d in docs if n == "datum"}
+    frames = {}
+    for stream, evs in by_stream.items():
+        frames[stream] = []
+        for e in evs:
+            datum = datums[e["data"]["camera_image"]]
+            path = resources[datum["resource"]]["resource_path"]
+            with h5py.File(path, "r") as f:
+                frames[stream].append(f["/entry/data/data"][datum["datum_kwargs"]["point_number"]])
+    dark, flat, data = (np.mean(frames[s]) for s in ("dark", "flat", "primary"))
+    assert dark < 0.5 * flat
+    assert data < flat            # the sample absorbs
+
+
+def test_heating_program_over_channel_access(beamline):
+    from thermoxanes.plans.heating import HeatingProgram, Hold, Ramp, heating_series
+
+    bl = beamline
+    bl.heater.settle_s.put(20.0)
+    program = HeatingProgram((Ramp(35.0, 60.0), Hold(60.0, sweeps=1)))
+    docs = _run(heating_series(bl.camera, bl.mono, bl.sample_x, bl.shutter, bl.heater,
+                               bl.clock, program, [8330.0, 8345.0, 8360.0],
+                               readables=[bl.rotation, bl.ring], n_darks=1, n_flats=1,
+                               safe_temperature_c=25.0))
+    starts = [d for n, d in docs if n == "start" and d.get("plan_name") == "xanes_sweep"]
+    assert [s["sweep_index"] for s in starts] == [0]
+    assert starts[0]["setpoint_c"] == pytest.approx(35.0)
+    events = [d for n, d in docs if n == "event" and "camera_image" in d["data"]]
+    temps = [d["data"]["heater_temperature_c"] for d in events]
+    assert np.mean(temps) == pytest.approx(35.0, abs=2.0)
+    clock = [d["data"]["clock_time_s"] for d in events]
+    assert clock == sorted(clock)
+    assert bl.heater.setpoint_c.get() == pytest.approx(25.0)   # sent safe at the end
