@@ -3,14 +3,22 @@
 Layout under ``directory``::
 
     catalog/   tiled's own storage (catalog.db SQLite, data/ for what tiled writes itself)
+               and, while a server runs over it, server.json (its URI with the API key)
     raw/       HDF5 files written by the cameras, referenced by the run documents
 
 Raw runs live in the container ``raw`` (spec ``CatalogOfBlueskyRuns`` 3.0), so they can
-be looked up by uid, by scan id or by position (``runs[-1]``).
+be looked up by uid, by scan id or by position (``runs[-1]``). Derived maps live in the
+container ``maps`` beside it (:mod:`thermoxanes.storage.results`).
+
+Another process that needs the catalog while a server runs over it (the analysis service
+storing maps during the demo) connects to that server, through :func:`open_catalog`,
+instead of opening the same SQLite file a second time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -48,6 +56,8 @@ class EmbeddedCatalog:
         self.uri: str = self._server.uri
         self.client = connect(self.uri)
         self.runs = runs_container(self.client)
+        self._info = server_info_path(self.directory)
+        _write_private(self._info, json.dumps({"uri": self.uri, "pid": os.getpid()}))
 
     def writer(self, batch_size: int = 1) -> Any:
         """A ``TiledWriter`` RunEngine callback writing into :attr:`runs`."""
@@ -57,6 +67,10 @@ class EmbeddedCatalog:
 
     def close(self) -> None:
         """Stop the server (the catalog stays on disk)."""
+        with contextlib.suppress(OSError):
+            info = json.loads(self._info.read_text())
+            if info.get("uri") == self.uri:
+                self._info.unlink()
         self._server.close()
 
     def __enter__(self) -> EmbeddedCatalog:
@@ -94,3 +108,142 @@ def how_to_open(directory: str | os.PathLike) -> str:
         "frames = run['primary']['camera_image'].read()  # (energies, H, W) uint16\n"
         "print(run.metadata['start']['sweep_index'], frames.shape)"
     )
+
+
+def server_info_path(directory: str | os.PathLike) -> Path:
+    """``directory/catalog/server.json``: URI (with API key) of the server running over it."""
+    return Path(directory).resolve() / "catalog" / "server.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (it holds an API key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def running_server_uri(directory: str | os.PathLike) -> str | None:
+    """URI of a live server over the catalog under ``directory``, or ``None``.
+
+    Reads ``catalog/server.json`` (written by :class:`EmbeddedCatalog`) and checks that
+    the server answers; a file left behind by a process that died is ignored.
+    """
+    path = server_info_path(directory)
+    try:
+        uri = json.loads(path.read_text())["uri"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        import httpx
+
+        root = uri.split("?", 1)[0].rstrip("/")
+        httpx.get(root + "/", timeout=2.0)
+    except Exception:  # noqa: BLE001 - any failure means: no server there
+        return None
+    return uri
+
+
+def is_catalog_dir(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds an embedded catalog (``catalog/catalog.db``)."""
+    return (Path(directory) / "catalog" / "catalog.db").is_file()
+
+
+class CatalogHandle:
+    """A tiled client on a catalog, and what must be closed with it.
+
+    Attributes
+    ----------
+    client : tiled client
+        Root of the catalog.
+    where : str
+        Human-readable location (folder or URI without API key) for messages.
+    """
+
+    def __init__(self, client: Any, where: str, embedded: EmbeddedCatalog | None = None):
+        self.client = client
+        self.where = where
+        self._embedded = embedded
+
+    @property
+    def runs(self) -> Any:
+        """The ``raw`` container of runs (``ValueError`` if the catalog has none)."""
+        if RUNS_CONTAINER not in self.client:
+            raise ValueError(f"{self.where}: no {RUNS_CONTAINER!r} container of runs")
+        return self.client[RUNS_CONTAINER]
+
+    def close(self) -> None:
+        """Stop the embedded server this handle started, if any."""
+        if self._embedded is not None:
+            self._embedded.close()
+            self._embedded = None
+
+    def __enter__(self) -> CatalogHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_catalog(
+    directory: str | os.PathLike | None = None,
+    uri: str | None = None,
+    api_key: str | None = None,
+    *,
+    create: bool = False,
+) -> CatalogHandle:
+    """Open a catalog: a tiled server by URI, or the embedded catalog under ``directory``.
+
+    For ``directory``, a server already running over it (the demo's) is used through its
+    URI; otherwise an :class:`EmbeddedCatalog` is started and closed with the handle.
+
+    Parameters
+    ----------
+    directory : path, optional
+        Folder of an embedded catalog (holding ``catalog/catalog.db``).
+    uri : str, optional
+        URI of a tiled server (a beamline's, or ``EmbeddedCatalog.uri``); wins over
+        ``directory``.
+    api_key : str, optional
+        API key for ``uri`` (not needed when the URI carries ``?api_key=``).
+    create : bool
+        Create an embedded catalog where none exists (otherwise that is an error).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``directory`` holds no catalog and ``create`` is false.
+    ValueError
+        Neither ``directory`` nor ``uri`` given, or the server cannot be reached.
+    """
+    if uri:
+        try:
+            client = connect(uri, api_key)
+        except Exception as exc:  # noqa: BLE001 - one clear line for any connection failure
+            raise ValueError(f"{_strip_key(uri)}: cannot open the tiled server "
+                             f"({one_line(exc)})") from None
+        return CatalogHandle(client, _strip_key(uri))
+    if directory is None:
+        raise ValueError("give a catalog folder (--catalog) or a tiled URI (--catalog-uri)")
+    directory = Path(directory)
+    if not is_catalog_dir(directory) and not create:
+        raise FileNotFoundError(
+            f"{directory}: no thermoxanes catalog here (missing catalog/catalog.db)")
+    running = running_server_uri(directory)
+    if running is not None:
+        return CatalogHandle(connect(running), str(directory))
+    embedded = EmbeddedCatalog(directory)
+    return CatalogHandle(embedded.client, str(directory), embedded)
+
+
+def one_line(exc: BaseException) -> str:
+    """``"ExcType: first line of the message"``, for one-line error reports."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _strip_key(uri: str) -> str:
+    """``uri`` without its ``api_key`` query parameter (for messages)."""
+    base, _, query = uri.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith("api_key=")]
+    return base + ("?" + "&".join(kept) if kept else "")
