@@ -89,3 +89,66 @@ def test_service_fits_sweeps_and_flags_lost_frames(beamline, short_grid, tmp_pat
     np.testing.assert_array_equal(arrays["valence"], maps.valence)
     assert updates[0].header["sweep_index"] == 0
     assert (tmp_path / "out" / "figures" / "valence_sweep_000.png").stat().st_size > 1000
+
+
+def _pump(service, until, timeout_s=60.0):
+    """Receive and handle messages in this thread until ``until()`` or the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not until():
+        assert time.monotonic() < deadline, "timed out waiting for the service"
+        message = service.subscriber.recv(timeout_s=0.2)
+        if message is not None:
+            service.handle(message)
+
+
+@pytest.mark.system
+def test_corrupt_frames_flagged_masked_and_safe_state_run_not_fitted(beamline, short_grid,
+                                                                     tmp_path):
+    from thermoxanes.plans.heating import HeatingProgram, Hold, heating_series
+
+    publisher = Publisher("tcp://127.0.0.1:*", frame_lookup=beamline.camera.frame_lookup,
+                          header_keys=beamline.header_keys)
+    service = AnalysisService(publisher.endpoint, tmp_path / "out", figures=False)
+    try:
+        _pump(service, lambda: service.messages > 0)  # subscription live (heartbeat)
+        camera = beamline.camera
+        RE = RunEngine({})
+        RE.subscribe(publisher)
+
+        # after the sample frame at the 4th energy, corrupt the next sample frame:
+        # sweep 0 a band of rows, sweep 1 the whole frame
+        schedule = {0: "rows", 1: "zeros"}
+        counts = {}
+
+        def arm(name, doc):
+            if name == "start" and doc.get("sweep_index") in schedule:
+                counts["kind"] = schedule[doc["sweep_index"]]
+            elif name == "event" and counts.get("kind") and doc["data"].get(
+                    "mono_energy_ev") == short_grid[3] and camera.frame_type.get() == "data":
+                camera.inject_corrupt_frames(1, kind=counts.pop("kind"))
+
+        RE.subscribe(arm)
+        RE(heating_series(camera, beamline.mono, beamline.sample_x, beamline.shutter,
+                          beamline.heater, beamline.clock, HeatingProgram((Hold(1.0, 2),)),
+                          short_grid, n_darks=1, md={"profile": "sim"}))
+        publisher.flush(10)
+        _pump(service, lambda: len(service.summary) == 2 and service.other_runs)
+    finally:
+        service.close()
+        publisher.close()
+
+    first, second = service.summary
+    assert first["complete"] is True
+    (bad,) = first["corrupt_frames"]
+    assert bad["action"] == "masked" and bad["n_rows"] == 8
+    maps = XanesMaps.from_hdf5(tmp_path / "out" / first["maps_file"])
+    assert not maps.mask[10:18].any()  # the corrupt rows are masked ...
+    assert maps.mask[:8].any()  # ... the others fitted
+    assert second["corrupt_frames"][0]["action"] == "dropped"
+    assert second["complete"] is False and "corrupt frame" in second["problem"]
+    assert second["maps_file"]  # fitted on the energies present
+    (safe,) = service.other_runs
+    assert safe["exit_path"] == "completed" and safe["safe_action_done"] is True
+    assert safe["data"]["heater_setpoint_c"] == 25.0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["sweeps"]) == 2 and summary["heater_safe_state"][0]["exit_path"]

@@ -481,6 +481,7 @@ class SimCamera(Device):
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_frames = cache_frames
         self._lock = threading.Lock()
+        self._corrupt: deque[tuple[str, str]] = deque()
         self.image.name = self.name + "_image"
 
     # -- staging: one HDF5 file per stage --------------------------------------------------
@@ -520,6 +521,37 @@ class SimCamera(Device):
             self._asset_docs.append(("resource", resource))
         return self._resources[kind]
 
+    # -- fault injection --------------------------------------------------------------------
+    def inject_corrupt_frames(self, count: int = 1, kind: str = "rows",
+                              frame_type: str = "data") -> None:
+        """Corrupt the next ``count`` frames of ``frame_type`` as a readout glitch would.
+
+        ``kind``: ``"rows"`` (a band of a quarter of the rows reads zero), ``"zeros"`` (the
+        whole frame reads zero) or ``"saturated"`` (a band of rows stuck at 65535). The
+        corrupt frame is what the camera delivers: it is written to the file and published.
+        """
+        if kind not in ("rows", "zeros", "saturated"):
+            raise ValueError(f"unknown corruption {kind!r}")
+        if frame_type not in self.FRAME_TYPES:
+            raise ValueError(f"unknown frame_type {frame_type!r}")
+        with self._lock:
+            self._corrupt.extend([(frame_type, kind)] * int(count))
+
+    def _maybe_corrupt(self, kind: str, frame: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if not self._corrupt or self._corrupt[0][0] != kind:
+                return frame
+            _, corruption = self._corrupt.popleft()
+        height = frame.shape[0]
+        band = slice(height // 3, height // 3 + max(1, height // 4))
+        if corruption == "zeros":
+            frame[...] = 0
+        elif corruption == "rows":
+            frame[band] = 0
+        else:
+            frame[band] = np.iinfo(frame.dtype).max
+        return frame
+
     # -- acquisition ----------------------------------------------------------------------
     def _render(self, exposure_s: float) -> np.ndarray:
         dx = self._stage.x.position - self._sample_home_um[0]
@@ -540,7 +572,7 @@ class SimCamera(Device):
             return _failed(self, ValueError(f"{self.name}: unknown frame_type {kind!r}"))
         exposure_s = float(self.exposure_s.get())
         self._world.advance(exposure_s)
-        frame = self._render(exposure_s)
+        frame = self._maybe_corrupt(kind, self._render(exposure_s))
         self._world.advance(float(self.readout_s.get()))
         if self._file is None:
             # Not staged: keep the frame in memory only.

@@ -12,7 +12,19 @@ the run's stop document comes it finishes the fit and writes, under ``out_dir``:
   the RMS error against a ground-truth map when one is available in ``truth_dir``).
 
 A sweep with frames missing in transit is marked incomplete and not fitted: a map never
-mixes two sweeps or fills holes silently.
+mixes two sweeps or fills holes silently. A service (re)started while a sweep is under way
+ignores that sweep's frames (it never saw its start) and begins with the next one.
+
+Corrupt frames (a detector readout glitch: rows of zeros or stuck at saturation, a constant
+frame, non-finite values, a wrong shape) are flagged in the summary entry
+(``corrupt_frames``): the bad rows of a partly corrupt frame are masked (they enter the
+accumulator as saturated pixels, which it leaves out); a wholly corrupt frame is dropped,
+and if that leaves an energy without a frame the sweep is fitted on the energies present
+and marked ``complete: False`` with the reason.
+
+Runs that are not sweeps (no ``energies_ev`` in the start document, e.g. the
+``heater_safe_state`` run a heating program ends with) are not fitted; their start
+metadata and first event are listed under ``heater_safe_state`` in ``summary.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +75,9 @@ class _Sweep:
     n_frames: int = 0
     first_frame_at: float | None = None
     error: str | None = None
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+    dropped_energies: list[float] = field(default_factory=list)
+    corrupt_pixels: np.ndarray | None = None  # (H, W) bool: masked in the maps
 
     @property
     def sweep_index(self) -> int:
@@ -128,6 +143,9 @@ class AnalysisService:
         self._previous: dict[str | None, tuple[XanesMaps, int]] = {}
         self._history: list[tuple[np.ndarray, float, str]] = []
         self.summary: list[dict[str, Any]] = []
+        self.other_runs: list[dict[str, Any]] = []
+        self._others: dict[str, dict[str, Any]] = {}
+        self._other_descriptors: dict[str, str] = {}
         self.messages = 0
 
     # -- message handling -----------------------------------------------------------------
@@ -142,12 +160,28 @@ class AnalysisService:
 
     def _handle_document(self, name: str, doc: dict[str, Any]) -> dict[str, Any] | None:
         if name == "start":
+            if not doc.get("energies_ev"):
+                self._others[doc["uid"]] = {
+                    "run_uid": doc["uid"], "plan_name": doc.get("plan_name"),
+                    **{k: doc.get(k) for k in ("series_uid", "exit_path", "error",
+                                               "safe_state", "safe_action_done",
+                                               "safe_action_problem") if k in doc}}
+                log.info("run %s (%s) is not a sweep: recorded, not fitted",
+                         doc["uid"][:8], doc.get("plan_name"))
+                return None
             self._sweeps[doc["uid"]] = _Sweep(run_uid=doc["uid"], start=doc)
             log.info("sweep %s started (run %s)", doc.get("sweep_index"), doc["uid"][:8])
         elif name == "descriptor":
             sweep = self._sweeps.get(doc.get("run_start"))
             if sweep is not None:
                 sweep.streams[doc["uid"]] = doc.get("name", "")
+            elif doc.get("run_start") in self._others:
+                self._other_descriptors[doc["uid"]] = doc["run_start"]
+        elif name == "event" and doc.get("descriptor") in self._other_descriptors:
+            other = self._others.get(self._other_descriptors[doc["descriptor"]])
+            if other is not None and "data" not in other:
+                other["data"] = {k: v for k, v in doc.get("data", {}).items()
+                                 if isinstance(v, (int, float, str, bool))}
         elif name == "event":
             for sweep in self._sweeps.values():
                 if sweep.streams.get(doc.get("descriptor")) == "primary":
@@ -160,10 +194,41 @@ class AnalysisService:
                         sweep.times_s.append(t)
                     break
         elif name == "stop":
+            other = self._others.pop(doc.get("run_start"), None)
+            if other is not None:
+                other["exit_status"] = doc.get("exit_status")
+                self.other_runs.append(other)
+                self._write_summary()
+                return None
             sweep = self._sweeps.pop(doc.get("run_start"), None)
             if sweep is not None:
                 return self._finish(sweep, doc)
         return None
+
+    @staticmethod
+    def _check_frame(frame: np.ndarray, shape: tuple[int, ...] | None) -> tuple[str, Any]:
+        """``("ok", None)``, ``("rows", bad_rows)`` or ``("whole", reason)``."""
+        if frame.ndim != 2 or (shape is not None and tuple(frame.shape) != tuple(shape)):
+            return "whole", f"shape {tuple(frame.shape)}, expected {shape}"
+        if frame.dtype.kind == "f":
+            finite = np.isfinite(frame)
+            if not finite.all():
+                bad_rows = ~finite.all(axis=1)
+                if bad_rows.mean() > 0.5:
+                    return "whole", "non-finite values"
+                return "rows", bad_rows
+        lo, hi = frame.min(), frame.max()
+        if lo == hi:
+            return "whole", f"constant frame ({lo})"
+        top = np.iinfo(frame.dtype).max if frame.dtype.kind in "ui" else None
+        bad_rows = (frame == 0).all(axis=1)
+        if top is not None:
+            bad_rows |= (frame == top).all(axis=1)
+        if bad_rows.any():
+            if bad_rows.mean() > 0.5:
+                return "whole", f"{int(bad_rows.sum())} of {frame.shape[0]} rows zero/stuck"
+            return "rows", bad_rows
+        return "ok", None
 
     def _handle_frame(self, message: FrameMessage) -> None:
         header = message.header
@@ -171,6 +236,35 @@ class AnalysisService:
         if sweep is None or sweep.error:
             return
         frame = message.array
+        stream = header.get("stream")
+        energy = header.get("energy_ev")
+        shape = sweep.accumulator.frame_shape if sweep.accumulator is not None else None
+        verdict, detail = self._check_frame(np.asarray(frame), shape)
+        if verdict != "ok":
+            record = {"stream": stream, "energy_ev": energy, "seq": header.get("seq"),
+                      "datum_id": header.get("datum_id")}
+            if verdict == "whole":
+                record.update(action="dropped", reason=str(detail))
+                sweep.corrupt.append(record)
+                if stream == "primary" and energy is not None:
+                    sweep.dropped_energies.append(float(energy))
+                log.warning("sweep %d: corrupt %s frame at %s eV dropped: %s",
+                            sweep.sweep_index, stream, energy, detail)
+                return
+            rows = np.flatnonzero(detail)
+            record.update(action="masked", rows=[int(rows[0]), int(rows[-1]) + 1],
+                          n_rows=int(rows.size))
+            sweep.corrupt.append(record)
+            log.warning("sweep %d: %d corrupt rows of a %s frame at %s eV masked",
+                        sweep.sweep_index, rows.size, stream, energy)
+            if sweep.corrupt_pixels is None:
+                sweep.corrupt_pixels = np.zeros(frame.shape, dtype=bool)
+            sweep.corrupt_pixels[detail] = True
+            frame = np.array(frame, copy=True)
+            if frame.dtype.kind in "ui":
+                frame[detail] = np.iinfo(frame.dtype).max  # saturated: left out of the fit
+            else:
+                frame[detail] = np.nan
         try:
             if sweep.accumulator is None:
                 energies = sweep.start.get("energies_ev")
@@ -179,8 +273,6 @@ class AnalysisService:
                 sweep.accumulator = SweepAccumulator(
                     np.asarray(energies, dtype=np.float64), frame.shape, self.config)
                 sweep.first_frame_at = time.monotonic()
-            stream = header.get("stream")
-            energy = header.get("energy_ev")
             if stream == "dark":
                 sweep.accumulator.add_dark(frame)
             elif stream == "flat":
@@ -210,6 +302,8 @@ class AnalysisService:
             "n_frames": sweep.n_frames,
             "complete": False,
         }
+        if sweep.corrupt:
+            entry["corrupt_frames"] = sweep.corrupt
         problem = sweep.error
         if problem is None and not gaps.complete:
             problem = (f"{gaps.missed_messages} messages missing in transit"
@@ -217,17 +311,28 @@ class AnalysisService:
         if problem is None and sweep.accumulator is None:
             problem = "no frames received"
         maps = None
+        partial = None
         if problem is None:
+            missing = sweep.accumulator.missing_energies
+            if missing and sweep.dropped_energies:
+                # holes left by dropped corrupt frames: fit what is there, say so
+                partial = (f"corrupt frame(s) dropped; missing energies "
+                           f"{', '.join(f'{e:g}' for e in missing[:10])} eV; fitted on the "
+                           f"energies present")
             try:
-                maps = sweep.accumulator.finish()
+                maps = sweep.accumulator.finish(allow_partial=partial is not None)
             except ValueError as exc:
-                problem = str(exc)
+                problem = str(exc) if partial is None else f"{partial}: {exc}"
         if maps is None:
             entry["problem"] = problem
             log.warning("sweep %d not fitted: %s", sweep.sweep_index, problem)
             self._record(entry)
             return entry
-        entry["complete"] = True
+        if sweep.corrupt_pixels is not None:
+            self._mask_pixels(maps, sweep.corrupt_pixels)
+        entry["complete"] = partial is None
+        if partial is not None:
+            entry["problem"] = partial
         entry["fit_latency_s"] = time.monotonic() - t0
         entry.update(self._statistics(maps))
         entry["report"] = sweep.accumulator.report
@@ -275,6 +380,17 @@ class AnalysisService:
         self._record(entry)
         log.info("sweep %d fitted: mean valence %.3f", sweep.sweep_index, entry["mean_valence"])
         return entry
+
+    @staticmethod
+    def _mask_pixels(maps: XanesMaps, bad: np.ndarray) -> None:
+        """Take ``bad`` pixels out of the maps: mask False, every float map NaN there."""
+        if bad.shape != maps.mask.shape:
+            return
+        maps.mask[bad] = False
+        for value in vars(maps).values():
+            if isinstance(value, np.ndarray) and value.shape == bad.shape \
+                    and value.dtype.kind == "f":
+                value[bad] = np.nan
 
     @staticmethod
     def _statistics(maps: XanesMaps) -> dict[str, Any]:
@@ -337,8 +453,14 @@ class AnalysisService:
 
     def _record(self, entry: dict[str, Any]) -> None:
         self.summary.append(entry)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        content: dict[str, Any] = {"sweeps": self.summary}
+        if self.other_runs:
+            content["heater_safe_state"] = self.other_runs
         tmp = self.out_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps({"sweeps": self.summary}, indent=2, default=float))
+        tmp.write_text(json.dumps(content, indent=2, default=float))
         tmp.replace(self.out_dir / "summary.json")
 
     # -- main loop ------------------------------------------------------------------------
