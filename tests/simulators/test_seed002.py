@@ -54,6 +54,7 @@ def run_program(preset: str, size: int = 96, dose: float = 4.0, seed: int = 0) -
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(TARGETS))
 def test_whiteline_means_follow_seed002(preset):
     res = run_program(preset)
