@@ -24,6 +24,22 @@ from ophyd.utils import LimitError
 from thermoxanes.devices.focus import FocusCalibration
 
 
+class LimitedEpicsMotor(EpicsMotor):
+    """``EpicsMotor`` that also checks the record's soft limits ``.LLM``/``.HLM``.
+
+    ophyd checks the control limits of ``.VAL``; IOCs that leave those unset (e.g.
+    caproto's fake motor record) would otherwise accept any target. Equal limits mean none.
+    """
+
+    def check_value(self, pos: float) -> None:
+        super().check_value(pos)
+        low = float(self.low_limit_travel.get())
+        high = float(self.high_limit_travel.get())
+        if low < high and not low <= float(pos) <= high:
+            raise LimitError(f"{self.name}: position {pos} outside [{low}, {high}] "
+                             f"({self.prefix}.LLM/.HLM)")
+
+
 class SampleStage(Device):
     """Sample stage: three motor records, x (horizontal), y (vertical), z (along the beam).
 
@@ -33,9 +49,9 @@ class SampleStage(Device):
         Motor record names (units as configured in the records; µm in the profiles here).
     """
 
-    x = FCpt(EpicsMotor, "{_x_pv}", kind="normal")
-    y = FCpt(EpicsMotor, "{_y_pv}", kind="normal")
-    z = FCpt(EpicsMotor, "{_z_pv}", kind="normal")
+    x = FCpt(LimitedEpicsMotor, "{_x_pv}", kind="normal")
+    y = FCpt(LimitedEpicsMotor, "{_y_pv}", kind="normal")
+    z = FCpt(LimitedEpicsMotor, "{_z_pv}", kind="normal")
 
     def __init__(self, prefix: str = "", *, x_pv: str, y_pv: str, z_pv: str, **kwargs: Any):
         self._x_pv, self._y_pv, self._z_pv = x_pv, y_pv, z_pv
@@ -65,9 +81,9 @@ class FocusingMonochromator(PseudoPositioner):
     """
 
     energy_ev = Cpt(PseudoSingle, kind="hinted")
-    dcm_energy = FCpt(EpicsMotor, "{_mono_pv}", kind="normal")
-    zoneplate_z_mm = FCpt(EpicsMotor, "{_zoneplate_pv}", kind="normal")
-    detector_z_mm = FCpt(EpicsMotor, "{_detector_pv}", kind="normal")
+    dcm_energy = FCpt(LimitedEpicsMotor, "{_mono_pv}", kind="normal")
+    zoneplate_z_mm = FCpt(LimitedEpicsMotor, "{_zoneplate_pv}", kind="normal")
+    detector_z_mm = FCpt(LimitedEpicsMotor, "{_detector_pv}", kind="normal")
     magnification = Cpt(Signal, value=50.0, kind="config", doc="Kept constant on energy moves")
 
     def __init__(

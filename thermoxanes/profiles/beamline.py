@@ -213,12 +213,13 @@ def build_sim_ioc(profile: Profile, *, size: int | None = None, seed: int | None
 
 def _epics_classes(mock: bool) -> dict[str, type]:
     from thermoxanes import devices as dev
+    from thermoxanes.devices.motion import LimitedEpicsMotor
     from thermoxanes.devices.temperature import CONTROLLER_CLASSES
 
     classes: dict[str, type] = {
         "mono": dev.FocusingMonochromator, "stage": dev.SampleStage,
         "shutter": dev.EpicsShutter, "ring": dev.RingCurrent, "clock": dev.EpicsClock,
-        "camera": dev.ADHDF5Camera, "rotation": __import__("ophyd").EpicsMotor,
+        "camera": dev.ADHDF5Camera, "rotation": LimitedEpicsMotor,
         **{f"heater:{k}": v for k, v in CONTROLLER_CLASSES.items()},
     }
     if mock:

@@ -200,6 +200,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A typo shows up twice (unknown key, missing key): name the unknown one.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         where = ".".join(str(p) for p in first["loc"]) or "profile"
         raise ValueError(f"{label}: {where}: {first['msg']}") from None
