@@ -33,6 +33,7 @@ from thermoxanes.analysis.fit_kernels import (
     _accumulate_frame_kernel,
     _edge_kernel,
     _lines_kernel,
+    _masked_copy_kernel,
     _valence_kernel,
     _whiteline_kernel,
 )
@@ -114,8 +115,9 @@ class SweepAccumulator:
         self._var = np.ascontiguousarray(self.plan.var_coef.T)
         self._acc = np.zeros((shape[0], N_ACC, shape[1]))
         n_blk = self.plan.blk_hi - self.plan.blk_lo
-        self._blk_mu = np.full((n_blk, *shape), np.nan, dtype=np.float32)
-        self._blk_var = np.full((n_blk, *shape), np.nan, dtype=np.float32)
+        # Frames of the edge / white-line block, (H, n_blk, W): contiguous per row.
+        self._blk_mu = np.full((shape[0], n_blk, shape[1]), np.nan, dtype=np.float32)
+        self._blk_var = np.full((shape[0], n_blk, shape[1]), np.nan, dtype=np.float32)
         self._dark: _Sum | None = None
         self._flat_all: _Sum | None = None
         self._flats: dict[int, _Sum] = {}
@@ -245,9 +247,9 @@ class SweepAccumulator:
                                  self._acc)
         self._used[i] = (mu, var)
         k = i - self.plan.blk_lo
-        if 0 <= k < self._blk_mu.shape[0]:
-            self._blk_mu[k] = mu
-            self._blk_var[k] = var
+        if 0 <= k < self._blk_mu.shape[1]:
+            self._blk_mu[:, k, :] = mu
+            self._blk_var[:, k, :] = var
         for stage, deps in self._deps.items():
             if i in deps:
                 self._dirty.add(stage)
@@ -337,12 +339,7 @@ class SweepAccumulator:
                 self._compute(stage)
         # Jump and mask are current: any later pre- or post-edge frame re-dirties "edge".
         out = np.empty_like(self._out)
-        for row in range(N_OUT):
-            if row in (OUT_JUMP, OUT_JUMP_S):
-                out[row] = self._out[row]
-            else:
-                np.copyto(out[row], self._out[row])
-                out[row][~self._mask] = np.nan
+        _masked_copy_kernel(self._out, self._mask, out)
         return maps_from_out(out, self._mask.copy(), self.plan, self._shifts.copy(),
                              self.config)
 

@@ -142,21 +142,20 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
     w = blk_mu.shape[1]
     for x in range(w):
         kx[x] = -1
-        if not todo[x]:
-            continue
-        base = acc[ROW_ALPHA, x]
-        slope = acc[ROW_BETA, x]
-        half = 0.5 * acc[ROW_JUMP, x]
-        y1 = blk_mu[edge_lo, x] - (base + slope * t_blk[edge_lo])
-        for k in range(edge_lo, edge_hi):
-            y0 = y1
-            y1 = blk_mu[k + 1, x] - (base + slope * t_blk[k + 1])
-            if not (np.isfinite(y0) and np.isfinite(y1)):
-                kx[x] = -2
-                break
-            if y0 < half and y1 >= half:
-                kx[x] = k
-                break
+    # Descending scan, branch-free (vectorizes on a contiguous block): kx ends at the
+    # first pair that crosses 0.5 or holds a NaN.
+    for k in range(edge_hi - 1, edge_lo - 1, -1):
+        t0 = t_blk[k]
+        t1 = t_blk[k + 1]
+        for x in range(w):
+            base = acc[ROW_ALPHA, x]
+            slope = acc[ROW_BETA, x]
+            half = 0.5 * acc[ROW_JUMP, x]
+            y0 = blk_mu[k, x] - (base + slope * t0)
+            y1 = blk_mu[k + 1, x] - (base + slope * t1)
+            bad = not (np.abs(y0) < np.inf and np.abs(y1) < np.inf)
+            hit = (y0 < half) & (y1 >= half)
+            kx[x] = -2 if bad else (k if hit else kx[x])
     for x in range(w):
         out_e[x] = np.nan
         out_s[x] = np.nan
@@ -533,6 +532,8 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
         zbuf = np.empty(pinv.shape[2])
         coef = np.empty(n_par)
         d1buf = np.empty(n_par)
+        blk_buf = np.empty((blk_hi - blk_lo, TILE), dtype=stack.dtype)
+        var_buf = np.empty((blk_hi - blk_lo, TILE), dtype=stack.dtype)
         for x0 in range(0, n_w, TILE):
             x1 = min(x0 + TILE, n_w)
             w = x1 - x0
@@ -550,8 +551,16 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
             m = mask[y, x0:x1]
             _lines_row(a, n_pre, pre_st, pre_stt, k_sigma, model_var, out[OUT_JUMP, y, x0:x1],
                        out[OUT_JUMP_S, y, x0:x1], sv, m)
-            blk = stack[blk_lo:blk_hi, y, x0:x1]
-            blk_var = var_stack[blk_lo:blk_hi, y, x0:x1]
+            if w == TILE:
+                blk = blk_buf
+                blk_var = var_buf
+            else:
+                blk = np.empty((blk_hi - blk_lo, w), dtype=stack.dtype)
+                blk_var = np.empty((blk_hi - blk_lo, w), dtype=stack.dtype)
+            for k in range(blk_hi - blk_lo):
+                blk[k] = stack[blk_lo + k, y, x0:x1]
+                if not model_var:
+                    blk_var[k] = var_stack[blk_lo + k, y, x0:x1]
             _edge_row(blk, blk_var, a, sv, m, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
                       ibuf, out[OUT_EDGE, y, x0:x1], out[OUT_EDGE_S, y, x0:x1])
             _whiteline_row(blk, blk_var, a, sv, m, model_var, t_blk, e_blk, wl_lo, wl_hi,
@@ -561,7 +570,7 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
 
 
 # Whole-frame kernels of the live accumulator: sums ``acc`` (H, N_ACC, W), block
-# (n_blk, H, W), maps (H, W). Each runs one stage over all rows.
+# (H, n_blk, W) (contiguous per row), maps (H, W). Each runs one stage over all rows.
 
 
 @njit(parallel=True, cache=True)
@@ -587,7 +596,7 @@ def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge
     n_h, n_w = sv.shape
     for y in prange(n_h):
         kx = np.empty(n_w, dtype=np.int64)
-        _edge_row(blk_mu[:, y, :], blk_var[:, y, :], acc[y], sv[y], todo[y], False, e_blk,
+        _edge_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], False, e_blk,
                   t_blk, e0, edge_lo, edge_hi, kx, out_e[y], out_s[y])
 
 
@@ -597,7 +606,7 @@ def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi
     n_h, n_w = sv.shape
     n_par = pinv.shape[1]
     for y in prange(n_h):
-        _whiteline_row(blk_mu[:, y, :], blk_var[:, y, :], acc[y], sv[y], todo[y], False, t_blk,
+        _whiteline_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], False, t_blk,
                        e_blk, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale,
                        np.empty(n_w, dtype=np.int64), np.empty(n_w), np.empty(pinv.shape[2]),
                        np.empty(n_par), np.empty(n_par), out_w[y], out_s[y])
@@ -607,3 +616,14 @@ def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi
 def _valence_kernel(acc, sv, todo, out_v, out_s):
     for y in prange(sv.shape[0]):
         _valence_row(acc[y], sv[y], todo[y], out_v[y], out_s[y])
+
+
+@njit(parallel=True, cache=True)
+def _masked_copy_kernel(src, mask, dst):
+    """``dst = src`` (N_OUT, H, W), NaN outside ``mask`` except the edge-jump rows."""
+    n_out, n_h, n_w = src.shape
+    for y in prange(n_h):
+        for o in range(n_out):
+            keep_all = o == OUT_JUMP or o == OUT_JUMP_S
+            for x in range(n_w):
+                dst[o, y, x] = src[o, y, x] if (keep_all or mask[y, x]) else np.nan
