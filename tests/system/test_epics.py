@@ -218,3 +218,31 @@ def test_heating_program_over_channel_access(beamline):
     clock = [d["data"]["clock_time_s"] for d in events]
     assert clock == sorted(clock)
     assert bl.heater.setpoint_c.get() == pytest.approx(25.0)   # sent safe at the end
+
+
+def test_cli_run_over_channel_access(ioc, tmp_path, capsys):
+    from thermoxanes.cli import main
+
+    rc = main(["run", "xanes", "--profile", "sim-epics", "--energies", "8330,8350",
+               "--n-darks", "1", "--out", str(tmp_path / "out"), "--no-catalog"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "1 run(s)" in out and "success" in out
+    assert len(list((tmp_path / "out" / "raw").glob("*.h5"))) == 5   # dark + 2x(flat, data)
+
+
+def test_cli_run_unreachable_pv_exits_2(ioc, tmp_path, capsys):
+    from importlib import resources
+
+    from thermoxanes.cli import main
+
+    text = (resources.files("thermoxanes.profiles") / "sim-epics.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('rotation = "TXS:ROT:Theta"', 'rotation = "TXS:ROT:Nope"'))
+    start = time.monotonic()
+    rc = main(["run", "xanes", "--profile", str(bad), "--energies", "8330,8350",
+               "--out", str(tmp_path / "out"), "--no-catalog", "--connection-timeout-s", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "TXS:ROT:Nope" in err and len(err.strip().splitlines()) == 1
+    assert time.monotonic() - start < 10
