@@ -105,3 +105,16 @@ def test_hollow_particles_are_thinner_in_the_middle():
         assert t[r, c] < 0.8 * ring
         checked += 1
     assert checked >= 2
+
+
+@pytest.mark.parametrize("exposure_s", [0.002, 0.3])
+def test_noise_variance_matches_counting_statistics(exposure_s):
+    w = SimWorld.from_preset("nmc622-gravel", size=128, seed=9)
+    d = w.detector
+    frames = [w.render_frame(8300.0, exposure_s=exposure_s, sample_in=False).astype(float)
+              for _ in range(2)]
+    signal = (frames[0] + frames[1]) / 2 - d.dark_offset_adu
+    keep = w.dark_rate_adu_per_s < 10  # no hot pixels
+    var = np.var((frames[0] - frames[1])[keep]) / 2
+    expected = np.mean(signal[keep]) / d.photons_per_adu + d.read_noise_adu**2 + 1 / 12
+    assert var == pytest.approx(expected, rel=0.1)
