@@ -44,12 +44,13 @@ from thermoxanes.analysis.validation import check_frame_shape
 
 
 class _Sum:
-    """Running sum of frames (float64) and their count."""
+    """Running sum of frames and their count (float32: exact for integer counts up to
+    2**24, i.e. 256 frames of 16-bit counts)."""
 
     __slots__ = ("total", "n")
 
     def __init__(self, shape: tuple[int, int]) -> None:
-        self.total = np.zeros(shape)
+        self.total = np.zeros(shape, dtype=np.float32)
         self.n = 0
 
     def add(self, frame: np.ndarray) -> None:

@@ -60,11 +60,12 @@ def _fexp(d):
 
     Good to 0.2 % for |d| < 1, enough for a variance model; vectorizes (no libm call).
     """
-    if d > 20.0:
-        d = 20.0
-    elif d < -20.0:
-        d = -20.0
-    v = 1.0 + d * (1.0 / 256.0)
+    lim = np.float32(20.0)  # float32 constants keep float32 input in float32 lanes
+    if d > lim:
+        d = lim
+    elif d < -lim:
+        d = -lim
+    v = d * np.float32(1.0 / 256.0) + np.float32(1.0)
     for _ in range(8):
         v = v * v
     return v
