@@ -126,3 +126,30 @@ def test_projection_matches_the_3d_volume():
     ni_v_proj = float((2 * proj[0] + 3 * proj[1] + 4 * proj[2]).sum()) / vox
     assert ni_v_proj == pytest.approx(ni_v_voxels, rel=1e-3)
     assert float(proj[3].sum()) / vox == pytest.approx(ni_voxels, rel=1e-3)
+
+
+def test_li_redistribution_conserves_the_mean():
+    w = SimWorld.from_preset("nmc622-380c", size=48, seed=0, refresh_tolerance=0.0)
+    s = w.sample
+    x, a_cos, a_sin, s_red, c, p = s.chemistry.scalars()
+    amp = s.chemistry.params.li_amplitude
+    means = []
+    maps = []
+    for phi in (0.0, 1.0, 2.5):
+        proj = s.project(0.0, (x, amp * np.cos(phi), amp * np.sin(phi), s_red, c, p))
+        ni = proj[:3].sum(axis=0)
+        means.append(float((2 * proj[0] + 3 * proj[1] + 4 * proj[2]).sum() / ni.sum()))
+        maps.append(proj)
+    # Li moves inside the particles: the mean valence stays, the map changes.
+    assert np.ptp(means) < 2e-3
+    assert np.abs(maps[2][0] - maps[0][0]).max() > 0.01
+
+
+def test_ring_decay_mode_without_topup():
+    from thermoxanes.simulators.beam import RingParams
+
+    w = SimWorld.from_preset("nmc622-gravel", size=16, seed=0,
+                             ring=RingParams(topup_period_s=0.0, lifetime_s=3600.0))
+    i0 = w.ring_current_ma()
+    w.advance(3600.0)
+    assert w.ring_current_ma() == pytest.approx(i0 / np.e, rel=1e-6)
