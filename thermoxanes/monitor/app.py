@@ -35,7 +35,7 @@ from bokeh.models import (
     ScaleBar,
     Span,
 )
-from bokeh.models.annotations.dimensional import CustomDimensional, MetricLength
+from bokeh.models.annotations.dimensional import Metric, MetricLength
 from bokeh.palettes import Plasma256, RdBu11, Viridis256
 from bokeh.plotting import figure
 from bokeh.plotting.contour import contour_data
@@ -59,9 +59,14 @@ banner.style.cssText = 'position:fixed;top:0;left:0;right:0;padding:6px;' +
     'background:#b00020;color:white;font:14px sans-serif;z-index:1000';
 document.body.appendChild(banner);
 const retry = () => {
-  fetch(window.location.href, {cache: 'no-store'})
-    .then((r) => { if (r.ok) { window.location.reload(); } else { setTimeout(retry, 1000); } })
-    .catch(() => setTimeout(retry, 1000));
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 3000);
+  fetch(window.location.href, {cache: 'no-store', signal: abort.signal})
+    .then((r) => {
+      clearTimeout(timer);
+      if (r.ok) { window.location.reload(); } else { setTimeout(retry, 1000); }
+    })
+    .catch(() => { clearTimeout(timer); setTimeout(retry, 1000); });
 };
 setTimeout(retry, 1000);
 """
@@ -342,9 +347,7 @@ class MonitorView:
                 if pixel:
                     bar.update(unit="µm", dimensional=MetricLength())
                 else:
-                    bar.update(unit="px", dimensional=CustomDimensional(
-                        basis={"px": (1, "px", "pixel")},
-                        ticks=[1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000]))
+                    bar.update(unit="px", dimensional=Metric(base_unit="px", include=["px"]))
         return width, height, unit
 
     def _update_maps(self, maps: DisplayMaps) -> None:
@@ -356,9 +359,8 @@ class MonitorView:
         image = {"image": [maps.valence], "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
         # flipped y range: row 0 at the top, as in the PNG figures
         self.valence_source.data = image
-        span = _percentiles(maps.valence, 1, 99)
-        if span is not None:
-            self.valence_mapper.update(low=span[0], high=max(span[1], span[0] + 1e-3))
+        if maps.valence_span is not None:
+            self.valence_mapper.update(low=maps.valence_span[0], high=maps.valence_span[1])
         self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
         if maps.differential is None:
             self.diff_source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}

@@ -13,8 +13,9 @@ import asyncio
 import ipaddress
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from thermoxanes.monitor.feeds import THREAD_PREFIX, Feed
 from thermoxanes.monitor.state import MonitorConfig, MonitorState
@@ -65,6 +66,7 @@ class MonitorHandle:
     state: MonitorState
     _feeds: list[Feed] = field(default_factory=list, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _shutdown: Callable[[], Any] | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -76,7 +78,10 @@ class MonitorHandle:
         for feed in self._feeds:
             feed.close()
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._shutdown is not None:
+                self._loop.call_soon_threadsafe(self._shutdown)
+            else:
+                self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout_s)
 
     def __enter__(self) -> MonitorHandle:
@@ -163,6 +168,7 @@ def start_monitor(
     ready = threading.Event()
     failure: list[BaseException] = []
     loop_box: list[asyncio.AbstractEventLoop] = []
+    shutdown_box: list[Callable[[], Any]] = []
 
     def serve() -> None:
         loop = asyncio.new_event_loop()
@@ -184,6 +190,22 @@ def start_monitor(
                 s.close()
             ready.set()
             return
+        async def shutdown() -> None:
+            # stop listening, then close the open websockets so that viewers notice
+            # at once and reconnect to the next monitor on this port
+            http_server.stop()
+            for connection in list(getattr(tornado_app, "_clients", ())):
+                try:
+                    connection._socket.close()
+                except Exception:  # noqa: BLE001 - closing anyway
+                    log.debug("websocket close failed", exc_info=True)
+            try:
+                await asyncio.wait_for(http_server.close_all_connections(), 2.0)
+            except Exception:  # noqa: BLE001 - closing anyway (timeout included)
+                log.debug("HTTP connections not closed in time", exc_info=True)
+            loop.stop()
+
+        shutdown_box.append(lambda: loop.create_task(shutdown()))
         ready.set()
         try:
             loop.run_forever()
@@ -209,4 +231,4 @@ def start_monitor(
     url = f"http://{display_host}:{actual_port}/"
     log.info("monitor serving %s", url)
     return MonitorHandle(url=url, host=host, port=actual_port, state=state, _feeds=feeds,
-                         _loop=loop_box[0], _thread=thread)
+                         _loop=loop_box[0], _shutdown=shutdown_box[0], _thread=thread)

@@ -186,6 +186,9 @@ class DisplayMaps:
         Significant pixels at full resolution.
     against_sweep : int or None
         The sweep the differential map is taken against.
+    valence_span : tuple of float or None
+        Colour range of the valence map: the 1st to 99th percentile, widened over all
+        sweeps of the series so far so that maps of successive sweeps compare by colour.
     """
 
     sweep_index: int | None
@@ -198,6 +201,7 @@ class DisplayMaps:
     significant: np.ndarray | None = None
     n_significant: int = 0
     against_sweep: int | None = None
+    valence_span: tuple[float, float] | None = None
 
 
 @dataclass
@@ -360,6 +364,7 @@ class MonitorState:
         self._descriptors: dict[str, tuple[str | None, str]] = {}
         self._stop_received_at: dict[str, float] = {}
         self._pixel_size_um: float | None = self.config.pixel_size_um
+        self._valence_span: tuple[str | None, float, float] | None = None
 
     # -- listeners ----------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -457,7 +462,18 @@ class MonitorState:
         )
         if record.time_s is not None:
             self.elapsed_min(record.time_s)
+        finite = valence[np.isfinite(valence)]
+        series_uid = header.get("series_uid") if isinstance(header.get("series_uid"), str) \
+            else None
         with self.lock:
+            if finite.size:
+                lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
+                old = self._valence_span
+                if old is not None and old[0] == series_uid:
+                    lo, hi = min(lo, old[1]), max(hi, old[2])
+                self._valence_span = (series_uid, lo, max(hi, lo + 1e-3))
+            if self._valence_span is not None:
+                display.valence_span = self._valence_span[1:]
             self.maps = display
             if self.sweeps and run_uid is not None and self.sweeps[-1].run_uid == run_uid:
                 self.sweeps[-1] = record  # the same sweep again (e.g. from a snapshot)
