@@ -40,7 +40,7 @@ class SyntheticSeries:
         """Header and arrays of the next sweep's map update (as the analysis sends)."""
         i = self.index
         noise = self.rng.normal(0.0, 0.01, self.mask.shape)
-        valence = 3.6 - 0.12 * i + self.pattern + noise
+        valence = 3.6 - 0.02 * i + self.pattern + noise
         if i > 0:
             valence = valence + np.where(self.patch, 0.12 * i + 0.12, 0.0)
         valence = np.where(self.mask, valence, np.nan).astype(np.float32)

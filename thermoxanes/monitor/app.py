@@ -100,7 +100,7 @@ def _ridgelines(records: list[SweepRecord], edges: np.ndarray, which: str,
     centres = 0.5 * (edges[:-1] + edges[1:])
     chosen = [(r, getattr(r, which)) for r in records if getattr(r, which) is not None]
     peak = max((float(d.max()) for _, d in chosen if d.size), default=0.0)
-    scale = 1.6 / peak if peak > 0 else 1.0
+    scale = 1.2 / peak if peak > 0 else 1.0
     data: dict[str, list] = {"xs": [], "ys": [], "color": [], "label": [], "mean": []}
     ticks: list[float] = []
     labels: dict[float, str] = {}
