@@ -144,6 +144,8 @@ class AnalysisService:
         self._history: list[tuple[np.ndarray, float, str]] = []
         self.summary: list[dict[str, Any]] = []
         self.other_runs: list[dict[str, Any]] = []
+        self.fitted_here = 0  # sweeps finished by this process (summary may hold more)
+        self._load_summary()
         self._others: dict[str, dict[str, Any]] = {}
         self._other_descriptors: dict[str, str] = {}
         self.messages = 0
@@ -451,8 +453,25 @@ class AnalysisService:
         header["run_uid"] = sweep.run_uid
         self.map_publisher.send_map_update(header, arrays)
 
+    def _load_summary(self) -> None:
+        """A restarted service appends to the summary it finds (never overwrites it)."""
+        path = self.out_dir / "summary.json"
+        if not path.exists():
+            return
+        try:
+            content = json.loads(path.read_text())
+            self.summary = list(content.get("sweeps", []))
+            self.other_runs = list(content.get("heater_safe_state", []))
+        except (OSError, ValueError) as exc:
+            backup = path.with_suffix(f".unreadable-{int(time.time())}.json")
+            path.replace(backup)
+            log.warning("summary.json unreadable (%s): kept as %s, starting afresh", exc, backup)
+            return
+        log.info("restarted: %d sweeps already in %s", len(self.summary), path)
+
     def _record(self, entry: dict[str, Any]) -> None:
         self.summary.append(entry)
+        self.fitted_here += 1
         self._write_summary()
 
     def _write_summary(self) -> None:
@@ -471,8 +490,8 @@ class AnalysisService:
         idle_timeout_s: float | None = None,
         ready_file: str | Path | None = None,
     ) -> list[dict[str, Any]]:
-        """Receive and process until ``max_sweeps`` sweeps ended or nothing came for
-        ``idle_timeout_s`` seconds (``None``: run until interrupted).
+        """Receive and process until ``max_sweeps`` sweeps ended (in this process) or
+        nothing came for ``idle_timeout_s`` seconds (``None``: run until interrupted).
 
         ``ready_file`` is created once the first message (normally a heartbeat) arrived,
         i.e. once the subscription is live.
@@ -480,7 +499,7 @@ class AnalysisService:
         last = time.monotonic()
         ready = False
         try:
-            while max_sweeps is None or len(self.summary) < max_sweeps:
+            while max_sweeps is None or self.fitted_here < max_sweeps:
                 message = self.subscriber.recv(timeout_s=0.5)
                 now = time.monotonic()
                 if message is None:
