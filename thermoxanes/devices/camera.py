@@ -91,6 +91,7 @@ class ADHDF5Camera(Device):
         self._staged_name = ""
         self._lock = threading.Lock()
         self._shape: tuple[int, int] | None = None
+        self._paths: dict[str, str] = {}  # resource uid -> file, for frame_lookup
         super().__init__(prefix, **kwargs)
         self.image.name = self.name + "_image"
 
@@ -120,11 +121,14 @@ class ADHDF5Camera(Device):
             "spec": "AD_HDF5",
             "root": "/",
             "resource_path": str(PurePosixPath(self._read_dir) / name).lstrip("/"),
-            "resource_kwargs": {"frame_per_point": 1, "dataset": "/entry/data/data"},
+            "resource_kwargs": {"dataset": "/entry/data/data"},
             "path_semantics": "posix",
         }
         self._resource["resource_path"] = "/" + self._resource["resource_path"]
         self._asset_docs.append(("resource", self._resource))
+        self._paths[self._resource["uid"]] = self._resource["resource_path"]
+        while len(self._paths) > 4096:
+            self._paths.pop(next(iter(self._paths)))
         self._file_kind, self._index = kind, 0
 
     def stage(self) -> list[Any]:
@@ -196,13 +200,15 @@ class ADHDF5Camera(Device):
             yield self._asset_docs.popleft()
 
     def frame_lookup(self, datum_id: str, resource_path: str | None = None) -> np.ndarray | None:
-        """The frame behind ``datum_id`` read back from its HDF5 file (SWMR), or None."""
+        """The frame behind ``datum_id`` read back from its HDF5 file (SWMR), or None.
+
+        For the live publisher (``Publisher(frame_lookup=...)``); works where this process
+        can read the detector's files (``read_dir``).
+        """
         import h5py
 
         uid, _, index = datum_id.rpartition("/")
-        path = resource_path
-        if path is None and self._resource is not None and self._resource["uid"] == uid:
-            path = self._resource["resource_path"]
+        path = resource_path or self._paths.get(uid)
         if path is None:
             return None
         try:

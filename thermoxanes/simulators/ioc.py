@@ -48,7 +48,12 @@ class MotorSpec:
 
 
 class SimMotorRecord(PVGroup):
-    """A motor record (``record='motor'``) moving at ``VELO`` in simulated time."""
+    """A motor record (``record='motor'``) moving at ``VELO`` in simulated time.
+
+    A put to ``.VAL`` completes (CA put-callback) when the move ends, as with a real motor
+    record; ``.DMOV``/``.MOVN`` follow the move; ``.STOP`` ends it where it is; a new put
+    while moving retargets (the earlier put completes at once).
+    """
 
     motor = pvproperty(value=0.0, name="", record="motor", precision=4)
 
@@ -56,7 +61,7 @@ class SimMotorRecord(PVGroup):
                  **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.spec, self.speed, self.tick_s = spec, float(speed), float(tick_s)
-        self._new_target = False
+        self._move_id = 0
 
     @property
     def position(self) -> float:
@@ -67,11 +72,6 @@ class SimMotorRecord(PVGroup):
     async def motor(self, instance: Any, async_lib: Any) -> None:
         fields = instance.field_inst
         spec = self.spec
-
-        async def on_write(fields: Any, value: Any) -> None:
-            self._new_target = True
-
-        fields.value_write_hook = on_write
         low, high = spec.limits
         await instance.write_metadata(lower_ctrl_limit=low, upper_ctrl_limit=high,
                                       units=spec.egu)
@@ -84,41 +84,46 @@ class SimMotorRecord(PVGroup):
         await fields.dial_low_limit.write(low)
         await fields.dial_high_limit.write(high)
         await fields.engineering_units.write(spec.egu)
-        await instance.write(spec.initial)
-        self._new_target = False
         await fields.user_readback_value.write(spec.initial)
         await fields.dial_readback_value.write(spec.initial)
         await fields.done_moving_to_value.write(1)
         await fields.motor_is_moving.write(0)
-        while True:
-            target = float(instance.value)
-            readback = float(fields.user_readback_value.value)
-            if not self._new_target and abs(target - readback) < 1e-12:
-                await asyncio.sleep(self.tick_s)
-                continue
-            self._new_target = False
-            await fields.done_moving_to_value.write(0)
-            await fields.motor_is_moving.write(1)
+        self._move_id += 1
+        await instance.write(spec.initial)
+
+    @motor.putter
+    async def motor(self, instance: Any, value: float) -> float:
+        fields = instance.field_inst
+        self._move_id += 1
+        move_id = self._move_id
+        target = float(value)
+        low, high = self.spec.limits
+        if low < high and not low <= target <= high:
+            raise ValueError(f"{self.prefix}: {target} outside [{low}, {high}]")
+        await fields.done_moving_to_value.write(0)
+        await fields.motor_is_moving.write(1)
+        if fields.stop.value:
             await fields.stop.write(0)
-            while True:
-                target = float(instance.value)
-                step = max(float(fields.velocity.value), 1e-9) * self.speed * self.tick_s
-                if fields.stop.value:
-                    await fields.stop.write(0)
-                    await instance.write(readback)
-                    break
-                if abs(target - readback) <= step:
-                    readback = target
-                    await fields.user_readback_value.write(readback)
-                    await fields.dial_readback_value.write(readback)
-                    break
+        readback = float(fields.user_readback_value.value)
+        while move_id == self._move_id:
+            step = max(float(fields.velocity.value), 1e-9) * self.speed * self.tick_s
+            if fields.stop.value:
+                await fields.stop.write(0)
+                target = readback
+                break
+            if abs(target - readback) <= step:
+                readback = target
+            else:
                 readback += step if target > readback else -step
-                await fields.user_readback_value.write(readback)
-                await fields.dial_readback_value.write(readback)
-                await asyncio.sleep(self.tick_s)
-            self._new_target = False
+            await fields.user_readback_value.write(readback)
+            await fields.dial_readback_value.write(readback)
+            if readback == target:
+                break
+            await asyncio.sleep(self.tick_s)
+        if move_id == self._move_id:
             await fields.motor_is_moving.write(0)
             await fields.done_moving_to_value.write(1)
+        return target
 
 
 class ShutterGroup(PVGroup):
