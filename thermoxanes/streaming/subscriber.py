@@ -132,7 +132,8 @@ class Subscriber:
         self._publishers: OrderedDict[str, _PublisherState] = OrderedDict()
         self._runs: OrderedDict[str, RunGapInfo] = OrderedDict()
         self._last_rx = time.monotonic()
-        self._log_budget = 20
+        self._log_budget = 10
+        self._log_window_start = time.monotonic()
         self.last_error: str | None = None
         self._stats: dict[str, Any] = {
             "received": 0,
@@ -292,6 +293,17 @@ class Subscriber:
 
     # ------------------------------------------------------------------ receiving
 
+    def _may_log(self) -> bool:
+        """Rate-limit warnings: at most 10 per 10 s, so garbage cannot flood the log."""
+        now = time.monotonic()
+        if now - self._log_window_start > 10.0:
+            self._log_window_start = now
+            self._log_budget = 10
+        if self._log_budget > 0:
+            self._log_budget -= 1
+            return True
+        return False
+
     def _decode(self, parts: list[Any]) -> Message | None:
         self._stats["received"] += 1
         self._last_rx = time.monotonic()
@@ -301,8 +313,7 @@ class Subscriber:
         except ProtocolError as exc:
             self._stats["malformed"] += 1
             self.last_error = str(exc)[:300]
-            if self._log_budget > 0:
-                self._log_budget -= 1
+            if self._may_log():
                 log.warning("malformed message ignored: %s", self.last_error)
             return None
 
@@ -467,8 +478,7 @@ class Subscriber:
                 info = self._run(run_uid)  # type: ignore[arg-type]
                 info.missed_messages += missed
                 info.gaps += 1
-            if self._log_budget > 0:
-                self._log_budget -= 1
+            if self._may_log():
                 log.warning(
                     "gap: %d message(s) missing before seq %d from %s (runs %s)",
                     missed, seq, pub, sorted(runs),
