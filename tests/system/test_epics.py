@@ -153,24 +153,38 @@ def test_unreachable_pv_named_within_timeout(ioc, tmp_path):
     assert time.monotonic() - start < 5.0
 
 
-def _run(plan):
+def _run(plan, *callbacks):
     from bluesky import RunEngine
 
     RE = RunEngine({})
     docs: list[tuple[str, dict]] = []
     RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    for callback in callbacks:
+        RE.subscribe(callback)
     RE(plan)
     return docs
 
 
-def test_xanes_sweep_over_channel_access(beamline):
+def test_xanes_sweep_over_channel_access(ioc, tmp_path):
     from thermoxanes.plans.xanes import xanes_sweep
+    from thermoxanes.profiles.beamline import build_epics_beamline
+    from thermoxanes.profiles.schema import load_profile
+    from thermoxanes.storage.catalog import EmbeddedCatalog
 
-    bl = beamline
     energies = [8300.0, 8340.0, 8350.0, 8400.0]
-    docs = _run(xanes_sweep(bl.camera, bl.mono, bl.sample_x, bl.shutter, energies,
-                            readables=bl.frame_readables, n_darks=2, n_flats=1,
-                            sample_out_offset_um=2000.0, md={"profile": "sim-epics"}))
+    catalog = EmbeddedCatalog(tmp_path / "catalog")
+    try:
+        bl = build_epics_beamline(load_profile("sim-epics"), catalog.raw_dir, speed=SPEED)
+        bl.wait_for_connection(10.0)
+        docs = _run(xanes_sweep(bl.camera, bl.mono, bl.sample_x, bl.shutter, energies,
+                                readables=bl.frame_readables, n_darks=2, n_flats=1,
+                                sample_out_offset_um=2000.0, md={"profile": "sim-epics"}),
+                    catalog.writer(batch_size=1))
+        run = catalog.runs.values()[-1]      # TiledWriter read the frames from our files
+        shapes = {s: run[s]["camera_image"].read().shape for s in ("dark", "flat", "primary")}
+    finally:
+        catalog.close()
+    assert shapes == {"dark": (2, 32, 32), "flat": (4, 32, 32), "primary": (4, 32, 32)}
     names = [n for n, _ in docs]
     assert names[0] == "start" and names[-1] == "stop"
     assert docs[-1][1]["exit_status"] == "success"
@@ -220,21 +234,13 @@ def test_heating_program_over_channel_access(beamline):
 
 def test_cli_run_over_channel_access(ioc, tmp_path, capsys):
     from thermoxanes.cli import main
-    from thermoxanes.storage.catalog import EmbeddedCatalog
 
     rc = main(["run", "xanes", "--profile", "sim-epics", "--energies", "8330,8350",
-               "--n-darks", "1", "--out", str(tmp_path / "out")])
+               "--n-darks", "1", "--out", str(tmp_path / "out"), "--no-catalog"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "1 run(s)" in out and "success" in out
     assert len(list((tmp_path / "out" / "raw").glob("*.h5"))) == 5   # dark + 2x(flat, data)
-    catalog = EmbeddedCatalog(tmp_path / "out")      # the runs, frames read from the files
-    try:
-        run = catalog.runs.values()[-1]
-        shapes = {s: run[s]["camera_image"].read().shape for s in ("dark", "flat", "primary")}
-    finally:
-        catalog.close()
-    assert shapes == {"dark": (1, 32, 32), "flat": (2, 32, 32), "primary": (2, 32, 32)}
 
 
 def test_cli_run_unreachable_pv_exits_2(ioc, tmp_path, capsys):
