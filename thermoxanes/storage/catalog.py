@@ -218,6 +218,10 @@ def open_catalog(
     """
     if uri:
         try:
+            import httpx
+
+            # fail fast (tiled's client retries a refused connection for up to 45 s)
+            httpx.get(uri.split("?", 1)[0], timeout=5.0)
             client = connect(uri, api_key)
         except Exception as exc:  # noqa: BLE001 - one clear line for any connection failure
             raise ValueError(f"{_strip_key(uri)}: cannot open the tiled server "

@@ -63,8 +63,19 @@ class StoredStream:
             ``"<file>: <problem>"`` when the file behind the frames cannot be read
             (missing, truncated, corrupt) or holds fewer frames than events.
         """
-        return read_array(self.node[key], f"run {self.run_uid} stream {self.name!r} {key}",
-                          expected_len=len(self))
+        what = f"run {self.run_uid} stream {self.name!r} {key}"
+        node = self.node[key]
+        files = _source_files(node)
+        for path in files:
+            check_hdf5_file(path, what)
+        frames = read_array(node, what, expected_len=len(self))
+        if np.issubdtype(frames.dtype, np.integer) and frames.size:
+            empty = ~frames.reshape(frames.shape[0], -1).any(axis=1)
+            if empty.any():
+                where = files[0] if files else what
+                raise ValueError(f"{where}: {what}: frame {int(np.argmax(empty))} reads as all "
+                                 "zeros (truncated or unflushed file?)")
+        return frames
 
 
 @dataclass
@@ -112,6 +123,31 @@ def _source_files(node: Any) -> list[str]:
                 uri = uri[len("file://"):]
             files.append(uri.replace("//", "/"))
     return files
+
+
+def check_hdf5_file(path: str, what: str) -> None:
+    """Raise ``ValueError`` if the local HDF5 file ``path`` is missing, truncated or corrupt.
+
+    Needed because tiled's HDF5 reader opens files in SWMR mode, which skips HDF5's
+    end-of-file check: chunks past the end of a truncated file read back as zeros
+    instead of failing. Files that are not local, or still open for writing, pass.
+    """
+    import os
+
+    import h5py
+
+    if not path.startswith("/"):
+        return
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: {what}: file missing")
+    try:
+        with h5py.File(path, "r", locking=False):
+            pass
+    except OSError as exc:
+        text = str(exc).lower()
+        if any(word in text for word in ("truncated", "signature", "not an hdf5", "eof")):
+            raise ValueError(f"{path}: {what}: truncated or corrupt HDF5 "
+                             f"({str(exc).splitlines()[0]})") from None
 
 
 def read_array(node: Any, what: str, expected_len: int | None = None) -> np.ndarray:
