@@ -259,9 +259,10 @@ def _local_sums(ebuf, zbuf, n, c, h, sums):
         sums[i] = 0.0
     sums[9] = np.inf
     sums[10] = -np.inf
+    inv_h = 1.0 / h
     for j in range(n):
         u = ebuf[j] - c
-        r = u / h
+        r = u * inv_h
         if r * r >= 1.0:
             continue
         w = (1.0 - r * r) ** 2
@@ -292,18 +293,19 @@ def _local_inverse(sums, inv):
     det = a * m00 + b * m01 + c * m02
     if not (det > 0.0 or det < 0.0):
         return False
+    r = 1.0 / det
     m11 = a * e - c * c
     m12 = b * c - a * d
     m22 = a * c - b * b
-    inv[0, 0] = m00 / det
-    inv[0, 1] = m01 / det
-    inv[0, 2] = m02 / det
-    inv[1, 0] = m01 / det
-    inv[1, 1] = m11 / det
-    inv[1, 2] = m12 / det
-    inv[2, 0] = m02 / det
-    inv[2, 1] = m12 / det
-    inv[2, 2] = m22 / det
+    inv[0, 0] = m00 * r
+    inv[0, 1] = m01 * r
+    inv[0, 2] = m02 * r
+    inv[1, 0] = m01 * r
+    inv[1, 1] = m11 * r
+    inv[1, 2] = m12 * r
+    inv[2, 0] = m02 * r
+    inv[2, 1] = m12 * r
+    inv[2, 2] = m22 * r
     return True
 
 
@@ -327,26 +329,23 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
     """White-line energy (peak of the model fitted around the maximum) and its sigma.
 
     Methods: 0 quadratic, 1 gaussian (quadratic in log), 2 trig_poly. ``kmax`` (W,)
-    int64, ``ymax`` (W,) (unused, kept for the signature), ``zbuf`` (maxpts,), ``coef``
-    and ``d1buf`` (P,) are scratch.
+    int64, ``ymax`` (W,), ``zbuf`` (maxpts,), ``coef`` and ``d1buf`` (P,) are scratch.
     """
     w = blk_mu.shape[1]
     n_par = pinv.shape[1]
+    # Highest point of (mu - pre) per pixel, branch-free over k (vectorizes); -2 marks
+    # a NaN in the window.
     for x in range(w):
-        kmax[x] = -1
-        if not todo[x]:
-            continue
-        base = acc[ROW_ALPHA, x]
-        slope = acc[ROW_BETA, x]
-        best = -np.inf
-        for k in range(wl_lo, wl_hi + 1):
-            yv = blk_mu[k, x] - (base + slope * t_blk[k])
-            if not np.isfinite(yv):
-                kmax[x] = -2
-                break
-            if yv > best:
-                best = yv
-                kmax[x] = k
+        kmax[x] = wl_lo
+        ymax[x] = -np.inf
+    for k in range(wl_lo, wl_hi + 1):
+        tk = t_blk[k]
+        for x in range(w):
+            yv = blk_mu[k, x] - (acc[ROW_ALPHA, x] + acc[ROW_BETA, x] * tk)
+            bad = not (np.abs(yv) < np.inf)
+            better = yv > ymax[x]
+            kmax[x] = -2 if (bad or kmax[x] == -2) else (k if better else kmax[x])
+            ymax[x] = yv if better else ymax[x]
     sums = np.empty(11)
     inv = np.empty((3, 3))
     ebuf = np.empty(wl_hi - wl_lo + 1)
