@@ -52,7 +52,7 @@ def test_map_updates_build_series_and_notify(series):
     state.add_listener(seen.append)
     for _ in range(3):
         state.handle_map_update(*series.next())
-    assert seen == ["maps"] * 3
+    assert seen == ["maps", "series"] * 3
     maps = state.maps
     assert maps.sweep_index == 2 and maps.factor == 2 and maps.valence.shape == (32, 32)
     assert maps.differential is not None and maps.significant is not None

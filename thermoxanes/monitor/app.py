@@ -44,6 +44,7 @@ from thermoxanes.monitor.state import DisplayMaps, MonitorState, SweepRecord
 
 MAP_WIDTH_PX = 360
 PUSH_PERIOD_MS = 500
+SECONDARY_DELAY_MS = 150
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 _DIVERGING = list(RdBu11)  # low (reduction) blue .. high (oxidation) red
 
@@ -144,11 +145,13 @@ class MonitorView:
         self.doc = doc
         self.state = state
         self._maps_version = -1
+        self._series_version = -1
         self._sweeps_version = -1
         self._data_version = -1
         self._trace_epoch = -1
         self._trace_sent = 0
         self._pending = threading.Event()
+        self._pending_series = threading.Event()
         self._shape: tuple[int, int] | None = None
         self._build()
         self._listener = self._on_state_change
@@ -208,8 +211,11 @@ class MonitorView:
                                    bar_length=0.25, background_fill_alpha=0.6)
         self.diff_fig.add_layout(self.diff_scale)
         # status panels
-        self.progress_div = Div(text="", width=330, name="progress", css_classes=["txm-progress"])
-        self.health_div = Div(text="", width=330, name="health", css_classes=["txm-health"])
+        # fixed sizes: text changes then never re-run the page layout
+        self.progress_div = Div(text="", width=330, height=190, name="progress",
+                                css_classes=["txm-progress"])
+        self.health_div = Div(text="", width=330, height=300, name="health",
+                              css_classes=["txm-health"])
         # histogram evolution and differential histograms (ridgelines)
         self.temperature_mapper = LinearColorMapper(palette=Plasma256[:231], low=25, high=250)
         self.hist_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [],
@@ -279,18 +285,36 @@ class MonitorView:
 
     # -- updates ------------------------------------------------------------------------
     def _on_state_change(self, part: str) -> None:
-        """Called from a receiver thread: schedule a refresh (at most one pending)."""
-        if part != "maps" or self._pending.is_set():
+        """Called from a receiver thread: schedule a push (at most one of each pending)."""
+        if part == "maps":
+            flag, callback = self._pending, self._refresh_from_push
+        elif part == "series":
+            flag, callback = self._pending_series, self._schedule_series
+        else:
+            return  # documents: the periodic refresh takes them
+        if flag.is_set():
             return
-        self._pending.set()
+        flag.set()
         try:
-            self.doc.add_next_tick_callback(self._refresh_from_push)
+            self.doc.add_next_tick_callback(callback)
         except Exception:  # noqa: BLE001 - the session may be closing
-            self._pending.clear()
+            flag.clear()
+
+    def _schedule_series(self) -> None:
+        # a moment after the maps, so the browser paints the map first
+        self._pending_series.clear()
+        self.doc.add_timeout_callback(self.refresh, SECONDARY_DELAY_MS)
 
     def _refresh_from_push(self) -> None:
+        # the maps first, on their own: the browser paints them before it has to redo
+        # histograms and series, which follow a moment later
         self._pending.clear()
-        self.refresh()
+        with self.state.lock:
+            maps_version = self.state.maps_version
+            maps = self.state.maps
+        if maps is not None and maps_version != self._maps_version:
+            self._maps_version = maps_version
+            self._update_maps(maps)
 
     def _on_destroyed(self, _context: Any) -> None:
         self.state.remove_listener(self._listener)
@@ -301,6 +325,7 @@ class MonitorView:
         with state.lock:
             maps_version = state.maps_version
             maps = state.maps
+            series_version = state.series_version
             records = list(state.sweeps)
             data_version = state.data_version
             origin = state.time_origin_s
@@ -315,6 +340,8 @@ class MonitorView:
         if maps is not None and maps_version != self._maps_version:
             self._maps_version = maps_version
             self._update_maps(maps)
+        if series_version != self._series_version:
+            self._series_version = series_version
             self._update_series(records, origin)
         if epoch != self._trace_epoch:
             self._trace_epoch = epoch
@@ -357,11 +384,11 @@ class MonitorView:
         sweep = f"sweep {maps.sweep_index}" if maps.sweep_index is not None else "latest sweep"
         temp_text = f", {temp:.0f} °C" if isinstance(temp, int | float) else ""
         image = {"image": [maps.valence], "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
-        # flipped y range: row 0 at the top, as in the PNG figures
-        self.valence_source.data = image
+        self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
         if maps.valence_span is not None:
             self.valence_mapper.update(low=maps.valence_span[0], high=maps.valence_span[1])
-        self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
+        # flipped y range: row 0 at the top, as in the PNG figures
+        self.valence_source.data = image
         if maps.differential is None:
             self.diff_source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
             self.sig_source.data = {"xs": [], "ys": []}
@@ -404,7 +431,9 @@ class MonitorView:
                 (self.delta_fig, self.delta_source, "delta_density", config.delta_edges)):
             data, ticks, labels, x_span = _ridgelines(records, edges, which, lo_t, hi_t)
             source.data = data
-            fig.yaxis.ticker = FixedTicker(ticks=ticks)
+            # change the existing ticker: a new model would make the document (and each
+            # browser) re-index every model
+            fig.yaxis.ticker.ticks = ticks
             fig.yaxis.major_label_overrides = labels
             if which == "delta_density":  # symmetric about no change
                 bound = max(abs(x_span[0]), abs(x_span[1]))

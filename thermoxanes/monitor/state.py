@@ -12,7 +12,8 @@ with decoded wire-protocol messages and keeps what the page shows:
 - stream health of both inputs (:class:`FeedHealth`).
 
 Every change bumps a version counter and calls the registered listeners with the name of
-the part that changed (``"maps"`` or ``"data"``), so views push updates as they happen.
+the part that changed (``"maps"``, ``"series"`` or ``"data"``), so views push updates
+as they happen.
 Listeners are called from the receiver threads and must only schedule work.
 """
 
@@ -134,13 +135,23 @@ def block_reduce(image: np.ndarray, factor: int, how: str = "mean") -> np.ndarra
     h, w = image.shape
     ph, pw = -h % factor, -w % factor
     fill = False if how == "max" else np.nan
-    padded = np.pad(image, ((0, ph), (0, pw)), constant_values=fill)
-    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
+    padded = np.pad(image, ((0, ph), (0, pw)), constant_values=fill) if ph or pw else image
+    hb, wb = padded.shape[0] // factor, padded.shape[1] // factor
+    # add the factor x factor strided sub-images: much faster than reducing small axes
     if how == "max":
-        return blocks.any(axis=(1, 3))
-    finite = np.isfinite(blocks)
-    count = finite.sum(axis=(1, 3))
-    total = np.where(finite, blocks, 0.0).sum(axis=(1, 3), dtype=np.float64)
+        hit = np.zeros((hb, wb), dtype=bool)
+        for k in range(factor):
+            for m in range(factor):
+                hit |= padded[k::factor, m::factor]
+        return hit
+    finite = np.isfinite(padded)
+    values = np.where(finite, padded, np.float32(0.0))
+    total = np.zeros((hb, wb), dtype=np.float32)
+    count = np.zeros((hb, wb), dtype=np.int32)
+    for k in range(factor):
+        for m in range(factor):
+            total += values[k::factor, m::factor]
+            count += finite[k::factor, m::factor]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return out.astype(np.float32)
@@ -349,6 +360,7 @@ class MonitorState:
         self.lock = threading.RLock()
         self._listeners: list[Listener] = []
         self.maps_version = 0
+        self.series_version = 0
         self.data_version = 0
         self.maps: DisplayMaps | None = None
         self.sweeps: deque[SweepRecord] = deque(maxlen=self.config.max_sweeps)
@@ -368,7 +380,11 @@ class MonitorState:
 
     # -- listeners ----------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(part)`` after every change (``part``: "maps" or "data")."""
+        """Call ``listener(part)`` after every change.
+
+        ``part`` is ``"maps"`` (new display maps), ``"series"`` (histograms and series
+        after a map update) or ``"data"`` (acquisition documents).
+        """
         with self.lock:
             self._listeners.append(listener)
 
@@ -400,7 +416,12 @@ class MonitorState:
     # -- map updates --------------------------------------------------------------------
     def handle_map_update(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
                           received_at: float | None = None) -> None:
-        """Take one map update (header: the sweep summary entry; arrays: the maps)."""
+        """Take one map update (header: the sweep summary entry; arrays: the maps).
+
+        In two steps, each followed by a notification: the display maps first
+        (``"maps"``), then the histograms and the series entry (``"series"``), so that
+        views can push the new map before the rest is computed.
+        """
         received_at = time.time() if received_at is None else received_at
         if "valence" not in arrays:
             return
@@ -409,26 +430,27 @@ class MonitorState:
         if valence.ndim != 2:
             return
         mask = arrays.get("mask")
-        if mask is not None and np.shape(mask) == valence.shape:
-            valence = np.where(np.asarray(mask, dtype=bool), valence, np.nan)
+        mask = np.asarray(mask, dtype=bool) if mask is not None and np.shape(mask) == \
+            valence.shape else None
+        if mask is not None:
+            valence = np.where(mask, valence, np.float32(np.nan))
         factor = max(1, math.ceil(max(valence.shape) / cfg.max_display_px))
         pixel = _number(header.get("pixel_size_um")) or self._pixel_size_um
         differential = arrays.get("differential_valence")
         z = arrays.get("differential_z")
         diff = significant = None
         n_significant = 0
-        delta_density = None
         if differential is not None and np.shape(differential) == valence.shape:
             differential = np.asarray(differential, dtype=np.float32)
             if mask is not None:
-                differential = np.where(np.asarray(mask, dtype=bool), differential, np.nan)
+                differential = np.where(mask, differential, np.float32(np.nan))
             diff = block_reduce(differential, factor)
-            delta_density = density_histogram(differential, cfg.delta_edges)
             if z is not None and np.shape(z) == valence.shape:
-                sig = np.nan_to_num(np.abs(np.asarray(z, dtype=np.float32)), nan=0.0)
-                sig = sig > cfg.z_threshold
-                n_significant = int(sig.sum())
+                sig = np.abs(np.asarray(z, dtype=np.float32)) > cfg.z_threshold  # NaN: False
+                n_significant = int(np.count_nonzero(sig))
                 significant = block_reduce(sig, factor, how="max")
+        else:
+            differential = None
         differential_info = header.get("differential")
         against = None
         mean_delta = None
@@ -439,32 +461,15 @@ class MonitorState:
         sweep_value = header.get("sweep_index")
         sweep_index = int(sweep_value) if isinstance(sweep_value, int) else None
         run_uid = header.get("run_uid") if isinstance(header.get("run_uid"), str) else None
-        display = DisplayMaps(
-            sweep_index=sweep_index, header=dict(header), shape=tuple(valence.shape),
-            factor=factor, pixel_size_um=pixel, valence=block_reduce(valence, factor),
-            differential=diff, significant=significant, n_significant=n_significant,
-            against_sweep=against)
-        with self.lock:
-            stop_at = self._stop_received_at.pop(run_uid, None) if run_uid else None
-        record = SweepRecord(
-            sweep_index=sweep_index, run_uid=run_uid,
-            temperature_c=_number(header.get("temperature_c")),
-            time_s=_number(header.get("time_s")),
-            mean_edge_energy_ev=_number(header.get("mean_edge_energy_ev")),
-            mean_whiteline_energy_ev=_number(header.get("mean_whiteline_energy_ev")),
-            mean_valence=_number(header.get("mean_valence")),
-            median_valence_sigma=_number(header.get("median_valence_sigma")),
-            std_valence=_number(header.get("std_valence")),
-            valence_density=density_histogram(valence, cfg.valence_edges),
-            delta_density=delta_density, against_sweep=against, mean_delta_valence=mean_delta,
-            received_at=received_at,
-            analysis_lag_s=(received_at - stop_at) if stop_at is not None else None,
-        )
-        if record.time_s is not None:
-            self.elapsed_min(record.time_s)
-        finite = valence[np.isfinite(valence)]
         series_uid = header.get("series_uid") if isinstance(header.get("series_uid"), str) \
             else None
+        display_valence = block_reduce(valence, factor)
+        display = DisplayMaps(
+            sweep_index=sweep_index, header=dict(header), shape=tuple(valence.shape),
+            factor=factor, pixel_size_um=pixel, valence=display_valence,
+            differential=diff, significant=significant, n_significant=n_significant,
+            against_sweep=against)
+        finite = display_valence[np.isfinite(display_valence)]
         with self.lock:
             if finite.size:
                 lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
@@ -475,12 +480,34 @@ class MonitorState:
             if self._valence_span is not None:
                 display.valence_span = self._valence_span[1:]
             self.maps = display
+            self.maps_version += 1
+            stop_at = self._stop_received_at.pop(run_uid, None) if run_uid else None
+        self._notify("maps")
+        record = SweepRecord(
+            sweep_index=sweep_index, run_uid=run_uid,
+            temperature_c=_number(header.get("temperature_c")),
+            time_s=_number(header.get("time_s")),
+            mean_edge_energy_ev=_number(header.get("mean_edge_energy_ev")),
+            mean_whiteline_energy_ev=_number(header.get("mean_whiteline_energy_ev")),
+            mean_valence=_number(header.get("mean_valence")),
+            median_valence_sigma=_number(header.get("median_valence_sigma")),
+            std_valence=_number(header.get("std_valence")),
+            valence_density=density_histogram(valence, cfg.valence_edges),
+            delta_density=None if differential is None
+            else density_histogram(differential, cfg.delta_edges),
+            against_sweep=against, mean_delta_valence=mean_delta,
+            received_at=received_at,
+            analysis_lag_s=(received_at - stop_at) if stop_at is not None else None,
+        )
+        if record.time_s is not None:
+            self.elapsed_min(record.time_s)
+        with self.lock:
             if self.sweeps and run_uid is not None and self.sweeps[-1].run_uid == run_uid:
                 self.sweeps[-1] = record  # the same sweep again (e.g. from a snapshot)
             else:
                 self.sweeps.append(record)
-            self.maps_version += 1
-        self._notify("maps")
+            self.series_version += 1
+        self._notify("series")
 
     # -- acquisition documents ----------------------------------------------------------
     def handle_document(self, name: str, doc: Mapping[str, Any],
