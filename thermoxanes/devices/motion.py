@@ -25,11 +25,29 @@ from thermoxanes.devices.focus import FocusCalibration
 
 
 class LimitedEpicsMotor(EpicsMotor):
-    """``EpicsMotor`` that also checks the record's soft limits ``.LLM``/``.HLM``.
+    """``EpicsMotor`` that also checks ``.LLM``/``.HLM`` and never waits forever.
 
     ophyd checks the control limits of ``.VAL``; IOCs that leave those unset (e.g.
     caproto's fake motor record) would otherwise accept any target. Equal limits mean none.
+    A move without an explicit ``timeout`` fails after ``move_timeout_factor`` times its
+    expected duration (distance over ``.VELO``) plus ``move_timeout_margin_s``, so a dead
+    IOC or a stalled motor ends a plan with an error naming the motor, never a hang.
     """
+
+    move_timeout_factor = 5.0
+    move_timeout_margin_s = 30.0
+
+    def move(self, position: float, wait: bool = True, **kwargs: Any) -> StatusBase:
+        if kwargs.get("timeout") is None:
+            try:
+                velocity = abs(float(self.velocity.get()))
+                distance = abs(float(position) - float(self.position))
+                expected_s = distance / velocity if velocity > 0 else 0.0
+            except (TypeError, ValueError):
+                expected_s = 0.0
+            kwargs["timeout"] = (self.move_timeout_factor * expected_s
+                                 + self.move_timeout_margin_s)
+        return super().move(position, wait=wait, **kwargs)
 
     def check_value(self, pos: float) -> None:
         super().check_value(pos)

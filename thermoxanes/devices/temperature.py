@@ -111,6 +111,17 @@ class TemperatureController(Device):
         self._lock = threading.Lock()
         super().__init__(prefix, **kwargs)
 
+    @property
+    def time_scale(self) -> float:
+        """Wall seconds per controller second (``settle_s``, ``timeout_s``)."""
+        return self._time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        if not float(value) > 0:
+            raise ValueError(f"{self.name}: time_scale must be > 0, got {value}")
+        self._time_scale = float(value)
+
     # -- hooks --------------------------------------------------------------------------
     def _enable_output(self) -> None:
         """Switch the output on if the model needs it (default: nothing)."""

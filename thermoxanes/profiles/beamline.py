@@ -53,6 +53,19 @@ class Beamline:
             timeout_s = self.profile.epics.connection_timeout_s
         wait_for_connection(self.devices.values(), timeout_s)
         self.camera.exposure_s.set(self.profile.camera.exposure_s).wait(timeout_s)
+        if self.profile.ioc is not None and self.profile.epics.clock:
+            # A simulated IOC: its clock speed (it may differ from the profile's, --speed)
+            # sets how long the heater's settle time is on the wall clock.
+            import epics
+
+            pv = self.profile.epics.clock + "Speed-RB"
+            speed = epics.caget(pv, timeout=timeout_s)
+            if speed is None or not float(speed) > 0:
+                from thermoxanes.devices.connection import PVConnectionError
+
+                raise PVConnectionError(f"PV not connected or invalid: {pv} ({speed!r})")
+            self.heater.time_scale = 1.0 / float(speed)
+            self.clock._min_speed = max(float(speed) / 4.0, 1e-3)
 
     @property
     def sample_x(self) -> Any:
