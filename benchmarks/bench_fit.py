@@ -8,8 +8,9 @@ Times, side by side in one run (min of ``--repeat``):
 * ``numpy_reference_s``: the vectorized numpy pipeline (values only, no uncertainties),
   timed on ``--ref-rows`` rows and extrapolated linearly to the full frame;
 * ``xraylarch_per_spectrum_s``: ``larch.xafs.pre_edge`` on ``--larch-spectra`` spectra;
-* ``accumulator_finish_s``: SweepAccumulator latency from the last frame to the maps,
-  at each ``--latency-sizes`` (frames fed in ascending energy).
+* ``last_frame_to_maps_s``: SweepAccumulator latency from handing over the last frame
+  (``add_frame``, which already does the eager work) to holding the maps (``finish``),
+  at each ``--latency-sizes`` (frames fed in ascending energy, registration off).
 
 Peak extra memory of ``fit_stack`` is the rise of the process's peak resident set
 (``VmHWM`` after ``clear_refs``) over the resident set before the call.
@@ -127,9 +128,12 @@ def bench_latency(n: int, energies_ev: np.ndarray, seed: int = 1) -> dict:
     maps = acc.finish()
     finish = time.perf_counter() - t0
     assert maps.mask.any()
-    return {"size": n, "accumulator_finish_s": finish,
-            "accumulator_add_frame_median_s": float(np.median(feed)),
-            "accumulator_add_frame_last_s": feed[-1]}
+    # Work that is done eagerly inside the last add_frame counts: the latency is from
+    # handing over the last frame to holding the maps.
+    return {"size": n, "last_frame_to_maps_s": feed[-1] + finish,
+            "accumulator_finish_call_s": finish,
+            "accumulator_add_frame_last_s": feed[-1],
+            "accumulator_add_frame_median_s": float(np.median(feed))}
 
 
 def main() -> None:
@@ -180,6 +184,7 @@ def main() -> None:
     result["registration_per_frame_s"] = (time.perf_counter() - t0) / 3
 
     del stack, sub
+    bench_latency(64, energies_ev)  # compile
     result["latency"] = [bench_latency(size, energies_ev) for size in args.latency_sizes]
 
     n_pix = n * n
@@ -204,7 +209,7 @@ def main() -> None:
     for lat in result["latency"]:
         limit = {1024: 0.030, 2048: 0.120}.get(lat["size"])
         if limit is not None:
-            targets[f"finish_latency_{lat['size']}<={limit}"] = lat["accumulator_finish_s"] <= limit
+            targets[f"latency_{lat['size']}<={limit}s"] = lat["last_frame_to_maps_s"] <= limit
     result["targets_met"] = targets
     print(json.dumps(result, indent=2))
 

@@ -47,18 +47,23 @@ class _Sum:
     """Running sum of frames and their count (float32: exact for integer counts up to
     2**24, i.e. 256 frames of 16-bit counts)."""
 
-    __slots__ = ("total", "n")
+    __slots__ = ("total", "n", "_mean")
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self.total = np.zeros(shape, dtype=np.float32)
         self.n = 0
+        self._mean: np.ndarray | None = None
 
     def add(self, frame: np.ndarray) -> None:
         self.total += frame
         self.n += 1
+        self._mean = None
 
     def mean(self) -> np.ndarray:
-        return self.total / self.n
+        """Mean frame (cached until the next ``add``)."""
+        if self._mean is None:
+            self._mean = self.total if self.n == 1 else self.total / np.float32(self.n)
+        return self._mean
 
 
 class SweepAccumulator:
@@ -129,8 +134,8 @@ class SweepAccumulator:
             RunningRegistration(shape, self.config.upsample) if self.config.register else None
         )
         self._registered: set[int] = set()
+        self._zero = np.zeros(shape, dtype=np.float32)
         self._dtype_saturation = np.inf
-        self._bad_flat = np.zeros(shape, dtype=bool)
         plan = self.plan
         blk = np.arange(plan.blk_lo, plan.blk_hi)
         pre, post = set(plan.pre_index.tolist()), set(plan.post_index.tolist())
@@ -221,7 +226,7 @@ class SweepAccumulator:
         if flat is None:
             return
         sample = self._samples[i]
-        dark = self._dark.mean() if self._dark is not None else np.zeros(self.frame_shape)
+        dark = self._dark.mean() if self._dark is not None else self._zero
         flat_mean = flat.mean()
         mu, var, bad = correct_counts(
             sample.mean(), flat_mean, dark,
@@ -229,7 +234,6 @@ class SweepAccumulator:
             n_flat=flat.n, n_sample=sample.n,
             saturation_adu=self._saturation(),
         )
-        self._bad_flat |= ~(flat_mean - dark > 0) | ~(flat_mean < self._saturation())
         if i in self._used:
             old_mu, old_var = self._used.pop(i)
             _accumulate_frame_kernel(old_mu, old_var, -self._lin[i], -self._var[i],
@@ -310,8 +314,18 @@ class SweepAccumulator:
             "frames_without_flat": [
                 float(self.energies_ev[i]) for i in self._samples if self._flat_for(i) is None
             ],
-            "n_bad_flat_pixels": int(self._bad_flat.sum()),
+            "n_bad_flat_pixels": int(self._bad_flat_pixels().sum()),
         }
+
+    def _bad_flat_pixels(self) -> np.ndarray:
+        """Pixels whose flat (any energy) is not above the dark, saturated or NaN."""
+        dark = self._dark.mean() if self._dark is not None else self._zero
+        bad = np.zeros(self.frame_shape, dtype=bool)
+        flats = [*self._flats.values()] + ([self._flat_all] if self._flat_all else [])
+        for flat in flats:
+            mean = flat.mean()
+            bad |= ~(mean - dark > 0) | ~(mean < self._saturation())
+        return bad
 
     def finish(self, allow_partial: bool = False) -> XanesMaps:
         """Fit the sweep and return its maps.
