@@ -91,3 +91,26 @@ def test_calibration_shift_applied(energies_ev):
     on = fit_stack(mu, energies_ev, FitConfig(register=False, calibration_shift_ev=0.8))
     np.testing.assert_allclose(on.valence, 2.6, atol=1e-3)
     assert np.all(np.abs(off.valence - 2.6) > 0.1)
+
+
+def test_counts_with_bad_flats_match_reference(energies_ev, rng):
+    """Raw counts with zero, saturated and NaN flats, through correction and the fit."""
+    from tests.analysis.synthetic import synthetic_counts
+    from thermoxanes.analysis.correction import correct_counts
+
+    mu_true = synthetic_mu(energies_ev, rng.uniform(2.0, 4.0, (4, 5)), 0.3, nonresonant=0.5)
+    sample, flat, dark = synthetic_counts(rng, mu_true, 5000.0)
+    flat[:, 0, 0] = 0.0  # zero flat
+    flat[7, 1, 1] = 65535.0  # saturated flat at one energy
+    flat[30, 2, 2] = np.nan
+    sample[40, 3, 3] = 65535.0  # saturated sample
+    mu, var, bad = correct_counts(sample, flat, dark, saturation_adu=65535.0)
+    assert bad[:, 0, 0].all() and bad[7, 1, 1] and bad[30, 2, 2] and bad[40, 3, 3]
+    cfg = FitConfig(register=False)
+    maps = fit_stack(mu, energies_ev, cfg, variance=var)
+    ref = reference_fit(mu, energies_ev, cfg, variance=var, sigma_pixels=4)
+    _compare(maps, ref, sigma_pixels=4)
+    assert not maps.mask[0, 0] and not maps.mask[1, 1]
+    good = np.ones((4, 5), dtype=bool)
+    good[0, 0] = good[1, 1] = good[2, 2] = good[3, 3] = False
+    assert maps.mask[good].all() and np.isfinite(maps.valence[good]).all()
