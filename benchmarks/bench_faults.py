@@ -44,6 +44,11 @@ GRID_EV = np.array([8200, 8250, 8300, 8320, 8330, 8335, 8338, 8340, 8342, 8345, 
                     8350, 8355, 8400, 8500, 8600], dtype=float)
 SAFE_C = 25.0
 READY_TIMEOUT_S = 120.0
+#: tiled's client retries a failing request for up to TILED_RETRY_TIMEOUT (45 s by
+#: default) and TiledWriter forces one more round for event rows; every later document
+#: (the sweep's stop, the safe-state record) pays it again. The catalog scenario shortens
+#: it to keep the run short; ``fault_to_error_s`` scales with it.
+TILED_RETRY_TIMEOUT_S = 3.0
 
 
 # -- documents --------------------------------------------------------------------------------
@@ -90,6 +95,36 @@ class Recorder:
 
 
 # -- the rig ----------------------------------------------------------------------------------
+class CatalogWriteError(RuntimeError):
+    """A document could not be written to the catalog; the run is not stored past it."""
+
+
+class LoudCatalogWriter:
+    """Wrap a ``TiledWriter``: the first failure raises :class:`CatalogWriteError` naming
+    the catalog and the document; later documents fail at once instead of paying tiled's
+    retries again (the failure is already loud; the cleanup must not wait on a dead server).
+
+    Subscribe it after the publisher, so the wire still gets every document.
+    """
+
+    def __init__(self, writer, uri: str):
+        self.writer = writer
+        self.uri = uri
+        self.failed: str | None = None
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if self.failed is not None:
+            raise CatalogWriteError(f"catalog unavailable since: {self.failed}")
+        try:
+            self.writer(name, doc)
+        except Exception as exc:
+            self.failed = (f"writing a {name!r} document to the tiled catalog at "
+                           f"{self.uri.split('?')[0]} failed: {type(exc).__name__}: {exc}")
+            raise CatalogWriteError(
+                f"{self.failed}; the run is not stored past this point (frames so far stay "
+                f"in the raw HDF5 files)") from exc
+
+
 class Rig:
     """Simulated beamline + embedded catalog + publisher + RunEngine in this process."""
 
@@ -115,9 +150,15 @@ class Rig:
         self.RE = RunEngine({}, context_managers=[])
         self.RE.record_interruptions = True
         self.recorder = Recorder()
-        self.RE.subscribe(self.catalog.writer(batch_size=1))
-        self.RE.subscribe(self.publisher)
+        # recorder and publisher first: a failing catalog must not keep documents off the wire
         self.RE.subscribe(self.recorder)
+        self.RE.subscribe(self.publisher)
+        self.catalog_writer = LoudCatalogWriter(self.catalog.writer(batch_size=1),
+                                                self.catalog.uri)
+        self.RE.subscribe(self.catalog_writer)
+        #: like ``recorder.on_event`` but after the catalog has written the event
+        self.after_catalog = Recorder()
+        self.RE.subscribe(self.after_catalog)
         self.services: list[subprocess.Popen] = []
         self.fault_at: float | None = None
 
@@ -375,7 +416,21 @@ def scenario_corrupt_frame(work: Path, size: int = 32) -> dict[str, Any]:
         rig.close()
 
 
-def scenario_catalog_unreachable(work: Path, size: int = 32) -> dict[str, Any]:
+@contextlib.contextmanager
+def _tiled_retry_timeout(seconds: float):
+    import tiled.client.utils as tcu
+
+    saved = tcu.TILED_RETRY_TIMEOUT
+    tcu.TILED_RETRY_TIMEOUT = float(seconds)
+    try:
+        yield
+    finally:
+        tcu.TILED_RETRY_TIMEOUT = saved
+
+
+def scenario_catalog_unreachable(work: Path, size: int = 32,
+                                 retry_timeout_s: float = TILED_RETRY_TIMEOUT_S
+                                 ) -> dict[str, Any]:
     """The tiled server stops mid-sweep: the program fails loudly, the heater goes safe,
     frames acquired before stay readable (catalog re-opened; raw files for the rest)."""
     rig = Rig(work, size=size)
@@ -384,9 +439,13 @@ def scenario_catalog_unreachable(work: Path, size: int = 32) -> dict[str, Any]:
             rig.mark_fault()
             rig.close_catalog()
 
-        rig.recorder.on_event("primary", GRID_EV.size + 5, stop_server)
-        result = rig.run(rig.plan(_program(3)))
-        return _outcome(rig, "catalog (tiled server) unreachable mid-sweep", result)
+        rig.after_catalog.on_event("primary", GRID_EV.size + 5, stop_server)
+        with _tiled_retry_timeout(retry_timeout_s):
+            result = rig.run(rig.plan(_program(3)))
+        heater_safe_at_error = rig.heater_safe()
+        return _outcome(rig, "catalog (tiled server) unreachable mid-sweep", result,
+                        tiled_retry_timeout_s=retry_timeout_s,
+                        heater_safe_when_error_raised=heater_safe_at_error)
     finally:
         rig.close()
 

@@ -496,14 +496,21 @@ def heating_series(
         for key in ("sample", "profile"):
             if key in base_md:
                 record_md[key] = base_md[key]
-        try:
-            yield from bps.open_run(record_md)
-            yield from bps.trigger_and_read([heater, clock], name=SAFE_STATE_STREAM)
-            yield from bps.close_run(
-                exit_status="success" if done else "fail",
-                reason="" if done else str(problem))
-        except Exception as record_exc:  # noqa: BLE001 - never mask the original error
-            state["record_error"] = record_exc
+        # Own run key: a sweep whose stop document could not be delivered (a failing
+        # subscriber) is still "open" under the default key and would refuse open_run.
+        # Each step is tried on its own: a subscriber that fails on the start document
+        # (e.g. a dead catalog) has already let the earlier ones (the wire) have it.
+        steps = (
+            lambda: bps.open_run(record_md),
+            lambda: bps.trigger_and_read([heater, clock], name=SAFE_STATE_STREAM),
+            lambda: bps.close_run(exit_status="success" if done else "fail",
+                                  reason="" if done else str(problem)),
+        )
+        for step in steps:
+            try:
+                yield from bpp.set_run_key_wrapper(step(), SAFE_STATE_PLAN)
+            except Exception as record_exc:  # noqa: BLE001 - never mask the original error
+                state.setdefault("record_errors", []).append(record_exc)
 
     def arm_device_safe_state():
         """Tell the heater our safe state, so that its own unstage() (halt) agrees."""
