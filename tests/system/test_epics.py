@@ -206,6 +206,8 @@ def test_xanes_sweep_over_channel_access(ioc, tmp_path):
             path = resources[datum["resource"]]["resource_path"]
             with h5py.File(path, "r") as f:
                 frames[stream].append(f["/entry/data/data"][datum["datum_kwargs"]["point_number"]])
+    for e in by_stream["primary"]:                # the live publisher's frame source
+        assert bl.camera.frame_lookup(e["data"]["camera_image"]).shape == (32, 32)
     dark, flat, data = (np.mean(frames[s]) for s in ("dark", "flat", "primary"))
     assert dark < 0.5 * flat
     assert data < flat            # the sample absorbs
@@ -258,3 +260,25 @@ def test_cli_run_unreachable_pv_exits_2(ioc, tmp_path, capsys):
     assert rc == 2
     assert "TXS:ROT:Nope" in err and len(err.strip().splitlines()) == 1
     assert time.monotonic() - start < 10
+
+
+def test_zz_ioc_gone_errors_do_not_hang(ioc, beamline):
+    """Last in this module: kill the IOC; every verb fails within a bounded time, with an
+    error naming a PV (ophyd: "TXS:...: could not connect within 1.0-second timeout")."""
+    from thermoxanes.plans.xanes import xanes_sweep
+
+    bl = beamline
+    ioc.kill()
+    ioc.wait(timeout=10)
+    start = time.monotonic()
+    for verb in (lambda: bl.mono.set(8400.0).wait(30),
+                 lambda: bl.heater.set(30.0).wait(30),
+                 lambda: bl.shutter.set("close").wait(30),
+                 lambda: _run(xanes_sweep(bl.camera, bl.mono, bl.sample_x, bl.shutter,
+                                          [8300.0, 8350.0], n_darks=1))):
+        t0 = time.monotonic()
+        with pytest.raises(Exception) as info:  # noqa: B017 - any error, as long as it comes
+            verb()
+        assert time.monotonic() - t0 < 30.0, info.value
+        assert "TXS:" in str(info.value)          # names the PV
+    assert time.monotonic() - start < 60.0

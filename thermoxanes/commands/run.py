@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if n_darks < 0 or n_flats < 1:
         raise ValueError(f"need --n-darks >= 0 and --n-flats >= 1, got {n_darks}, {n_flats}")
 
-    catalog = None
+    catalog = publisher = None
     if args.no_catalog:
         raw_dir = out / "raw"
     else:
@@ -141,8 +141,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RE.subscribe(counter)
         if catalog is not None:
             RE.subscribe(catalog.writer(batch_size=1))
+        if args.publish:
+            from thermoxanes.streaming.publisher import Publisher
+
+            publisher = Publisher(args.publish, frame_lookup=beamline.camera.frame_lookup,
+                                  header_keys=beamline.header_keys)
+            RE.subscribe(publisher)
+            print(f"publishing documents and frames on {publisher.endpoint}", flush=True)
         start = time.monotonic()
-        RE(plan)
+        try:
+            RE(plan)
+        finally:
+            if publisher is not None:
+                publisher.close()
         ok = all(r.get("exit_status") == "success" for r in counter.runs)
         print(f"{len(counter.runs)} run(s) in {time.monotonic() - start:.1f} s; "
               f"frames under {raw_dir}" + ("" if catalog is None else f"; catalog {out}"),
@@ -173,6 +184,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     parser.add_argument("--size", type=int, default=None, help="frame side ('sim' only)")
     parser.add_argument("--connection-timeout-s", type=float, default=None,
                         help="wait this long for PVs (default: profile's)")
+    parser.add_argument("--publish", default=None, metavar="ENDPOINT",
+                        help="also publish documents and frames over ZeroMQ for the "
+                             "analysis service (e.g. tcp://127.0.0.1:5577)")
     parser.add_argument("--no-catalog", action="store_true",
                         help="write frames and print a summary, without the tiled catalog")
     parser.set_defaults(func=_cmd_run)
