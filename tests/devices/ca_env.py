@@ -47,8 +47,15 @@ def server_env(port: int) -> dict[str, str]:
     return env
 
 
+def _libca_started() -> bool:
+    ca = sys.modules.get("epics.ca")
+    return ca is not None and getattr(ca, "libca", None) is not None
+
+
 def configure_client() -> None:
     """Point this process's pyepics at the test IOCs (before libca starts)."""
+    global LIBCA_STARTED_EARLY
+    LIBCA_STARTED_EARLY = _libca_started()
     os.environ.update({
         "EPICS_CA_ADDR_LIST": " ".join(f"127.0.0.1:{p}" for p in SERVER_PORTS),
         "EPICS_CA_AUTO_ADDR_LIST": "NO",
@@ -58,6 +65,7 @@ def configure_client() -> None:
     })
 
 
+LIBCA_STARTED_EARLY = False
 configure_client()
 
 
@@ -77,6 +85,9 @@ def start_ioc(args: list[str], port: int, ready_pv: str, log_path: Path,
         if epics.caget(ready_pv, timeout=0.5) is not None:
             return proc
     stop_ioc(proc)
+    if LIBCA_STARTED_EARLY:
+        raise RuntimeError(f"IOC PV {ready_pv} not found: pyepics had started Channel Access "
+                           "before tests/devices/ca_env.py could point it at the test ports")
     raise RuntimeError(f"IOC PV {ready_pv} not up within {timeout_s} s: "
                        f"{log_path.read_text()[-2000:]}")
 
