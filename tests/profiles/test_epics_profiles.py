@@ -35,12 +35,12 @@ def test_profile_builds_in_mock_mode_and_satisfies_protocols(name, tmp_path):
     ('[ioc]\nsped = 3\n', "ioc.sped"),
 ])
 def test_epics_profile_typos_are_named(tmp_path, text, key):
-    base = (load_profile("sim-epics").model_dump_json())  # noqa: F841 - loads fine
-    src = (tmp_path / "p.toml")
-    good = (__import__("importlib.resources").resources.files("thermoxanes.profiles")
-            / "sim-epics.toml").read_text()
+    from importlib import resources
+
+    src = tmp_path / "p.toml"
+    good = (resources.files("thermoxanes.profiles") / "sim-epics.toml").read_text()
     section = text.split("]")[0] + "]"
-    # replace the section of the good profile with the broken one
+    # replace that section of the good profile by the broken one
     head, _, tail = good.partition(section + "\n")
     rest = tail.split("\n[", 1)
     src.write_text(head + text + ("\n[" + rest[1] if len(rest) > 1 else ""))
