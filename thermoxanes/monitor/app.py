@@ -212,9 +212,9 @@ class MonitorView:
         self.diff_fig.add_layout(self.diff_scale)
         # status panels
         # fixed sizes: text changes then never re-run the page layout
-        self.progress_div = Div(text="", width=330, height=190, name="progress",
+        self.progress_div = Div(text="", width=900, height=60, name="progress",
                                 css_classes=["txm-progress"])
-        self.health_div = Div(text="", width=330, height=300, name="health",
+        self.health_div = Div(text="", width=330, height=400, name="health",
                               css_classes=["txm-health"])
         # histogram evolution and differential histograms (ridgelines)
         self.temperature_mapper = LinearColorMapper(palette=Plasma256[:231], low=25, high=250)
@@ -274,10 +274,10 @@ class MonitorView:
                                legend_label="fitted sweeps")
         self.trace_fig.legend.location = "top_left"
         self.header_div = Div(text="<h2 style='margin:4px 0'>thermoxanes live monitor</h2>",
-                              width=1140)
+                              width=300, height=60)
         self.doc.add_root(column(
-            self.header_div,
-            row(self.valence_fig, self.diff_fig, column(self.progress_div, self.health_div)),
+            row(self.header_div, self.progress_div),
+            row(self.valence_fig, self.diff_fig, self.health_div),
             row(self.hist_fig, self.delta_fig),
             row(*self.series_figs),
             self.trace_fig,
@@ -480,9 +480,11 @@ class MonitorView:
         bar = ""
         if fraction is not None:
             bar = (f"<progress id='txm-plan-progress' max='1' value='{fraction:.4f}' "
-                   f"style='width:100%'></progress><div>{100 * fraction:.0f} % of the plan</div>")
-        body = "".join(f"<tr><td>{k}</td><td><b>{v}</b></td></tr>" for k, v in rows)
-        return f"<h3 style='margin:2px 0'>Plan progress</h3><table>{body}</table>{bar}"
+                   f"style='width:300px;vertical-align:middle'></progress> "
+                   f"{100 * fraction:.0f} % of the plan")
+        body = " &nbsp;·&nbsp; ".join(f"{k} <b>{v}</b>" for k, v in rows)
+        return (f"<div style='font-size:15px;margin-top:6px'>{body}</div>"
+                f"<div style='margin-top:4px'>{bar}</div>")
 
     def _health_html(self) -> str:
         now = time.time()

@@ -63,7 +63,7 @@ class MonitorConfig:
     max_display_px: int = 512
     valence_range: tuple[float, float] = (1.5, 4.5)
     valence_bin: float = 0.02
-    delta_range: tuple[float, float] = (-1.0, 1.0)
+    delta_range: tuple[float, float] = (-2.0, 2.0)
     delta_bin: float = 0.01
     max_sweeps: int = 500
     max_trace_points: int = 20000
