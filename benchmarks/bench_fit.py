@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from functools import partial
@@ -144,16 +145,27 @@ def main() -> None:
                         help="rows timed for the numpy reference (extrapolated)")
     parser.add_argument("--larch-spectra", type=int, default=100)
     parser.add_argument("--latency-sizes", type=int, nargs="*", default=[1024, 2048])
+    parser.add_argument("--latency-repeat", type=int, default=3)
+    parser.add_argument("--skip-fit", action="store_true",
+                        help="only the accumulator latency (no stack, no baselines)")
     args = parser.parse_args()
 
     energies_ev = energy_grid_ev()
     n = args.size
     cfg = FitConfig(register=False)
+    if args.skip_fit:
+        bench_latency(64, energies_ev)
+        print(json.dumps({"latency": [
+            {"size": size, "runs": [bench_latency(size, energies_ev, seed=r)
+                                    for r in range(args.latency_repeat)]}
+            for size in args.latency_sizes]}, indent=2))
+        return
     small = make_stack(8, energies_ev)
     fit_stack(small, energies_ev, cfg)  # compile
     _read_pass(small)
     stack = make_stack(n, energies_ev)
     result: dict = {
+        "load_average_1min_at_start": os.getloadavg()[0],
         "stack_shape": list(stack.shape),
         "stack_bytes": int(stack.nbytes),
         "threads": numba.get_num_threads(),
@@ -185,7 +197,16 @@ def main() -> None:
 
     del stack, sub
     bench_latency(64, energies_ev)  # compile
-    result["latency"] = [bench_latency(size, energies_ev) for size in args.latency_sizes]
+    result["latency"] = []
+    for size in args.latency_sizes:
+        runs = [bench_latency(size, energies_ev, seed=r) for r in range(args.latency_repeat)]
+        lat = sorted(r["last_frame_to_maps_s"] for r in runs)
+        result["latency"].append({
+            "size": size,
+            "last_frame_to_maps_s_min": lat[0],
+            "last_frame_to_maps_s_median": float(np.median(lat)),
+            "runs": runs,
+        })
 
     n_pix = n * n
     fit = result["fit_stack_s"]
@@ -209,7 +230,8 @@ def main() -> None:
     for lat in result["latency"]:
         limit = {1024: 0.030, 2048: 0.120}.get(lat["size"])
         if limit is not None:
-            targets[f"latency_{lat['size']}<={limit}s"] = lat["last_frame_to_maps_s"] <= limit
+            targets[f"latency_median_{lat['size']}<={limit}s"] = (
+                lat["last_frame_to_maps_s_median"] <= limit)
     result["targets_met"] = targets
     print(json.dumps(result, indent=2))
 
