@@ -210,9 +210,12 @@ def test_ctrl_c_pauses_then_abort_goes_safe(beamline, short_grid):
         pytest.skip("SIGINT handling needs the main thread")
     RE, recorder = _engine()
     recorder.on_primary(4, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # four sweeps at 100 C: the deferred pause lands at a later checkpoint (normally the
+    # next energy) even when a loaded machine delays the SIGINT handling a little
+    program = HeatingProgram((Ramp(100.0, 20.0), Hold(60.0, 4)))
     with pytest.raises(RunEngineInterrupted):
-        RE(_plan(beamline, short_grid))
-    assert RE.state == "paused"  # deferred pause at the next checkpoint (next energy)
+        RE(_plan(beamline, short_grid, program))
+    assert RE.state == "paused"
     assert beamline.world.heater.setpoint_c == pytest.approx(100.0)
     RE.abort("ctrl-c")
     _assert_safe_and_recorded(beamline, recorder, "abort")
