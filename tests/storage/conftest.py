@@ -1,4 +1,4 @@
-"""A small stored heating series, acquired once per module: two 32x32 sweeps written by
+"""A small stored heating series, acquired once for tests/storage: two 32x32 sweeps written by
 ``TiledWriter`` into an embedded catalog while a live analysis service fits them and
 stores the maps in the same catalog."""
 
@@ -32,13 +32,13 @@ def serve(service, ready: Path, max_sweeps: int) -> threading.Thread:
 @dataclass
 class StoredSeries:
     root: Path
-    catalog: object          # EmbeddedCatalog, open for the whole module
+    catalog: object          # EmbeddedCatalog, open for the whole package
     uids: list[str]
     live_dir: Path           # the live analysis service's output (maps/sweep_NNN.h5)
     header_keys: dict
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stored_series(tmp_path_factory):
     from bluesky import RunEngine
 

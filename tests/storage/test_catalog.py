@@ -33,3 +33,11 @@ def test_runs_written_through_tiledwriter_read_back(tmp_path, short_grid):
         assert np.all(np.abs(temps - 25.0) < 3.0)
     # frames live in HDF5 files under raw/, not inline in the catalog
     assert list((tmp_path / "raw").glob("*.h5"))
+
+
+def test_two_embedded_catalogs_in_one_process(tmp_path):
+    # tiled keeps server settings process-wide; a second server must not lock out the first
+    with EmbeddedCatalog(tmp_path / "a") as a, EmbeddedCatalog(tmp_path / "b") as b:
+        assert list(a.runs) == [] and list(b.runs) == []
+        assert (tmp_path / "a" / "catalog" / "server.json").exists()
+    assert not (tmp_path / "a" / "catalog" / "server.json").exists()

@@ -20,8 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
+
+#: API key of every embedded server of this process. tiled 0.2.20 keeps its server
+#: settings in one process-wide cached object and each new app writes its
+#: ``single_user_api_key`` there, so a second server in the process silently invalidates
+#: the first one's key (401 for every request). Sharing one key makes that harmless.
+PROCESS_API_KEY = secrets.token_hex(16)
 
 RUNS_CONTAINER = "raw"
 RUNS_SPEC = ("CatalogOfBlueskyRuns", "3.0")
@@ -35,7 +42,9 @@ class EmbeddedCatalog:
     directory : path
         Folder that holds ``catalog/`` and ``raw/``; created if missing, re-used if not.
     api_key : str, optional
-        API key of the server (random by default; part of :attr:`uri`).
+        API key of the server (part of :attr:`uri`). Default: :data:`PROCESS_API_KEY`,
+        random per process and shared by all embedded servers of the process (a
+        different key per server would break the servers started earlier, see there).
 
     Examples
     --------
@@ -51,7 +60,8 @@ class EmbeddedCatalog:
         self.raw_dir = self.directory / "raw"
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         self._server = SimpleTiledServer(
-            self.directory / "catalog", api_key=api_key, readable_storage=[self.raw_dir]
+            self.directory / "catalog", api_key=api_key or PROCESS_API_KEY,
+            readable_storage=[self.raw_dir],
         )
         self.uri: str = self._server.uri
         self.client = connect(self.uri)
@@ -106,7 +116,10 @@ def how_to_open(directory: str | os.PathLike) -> str:
         f"cat = EmbeddedCatalog({str(directory)!r})   # serves it on 127.0.0.1 (tiled)\n"
         "run = cat.runs[-1]                            # or cat.runs[uid]\n"
         "frames = run['primary']['camera_image'].read()  # (energies, H, W) uint16\n"
-        "print(run.metadata['start']['sweep_index'], frames.shape)"
+        "print(run.metadata['start']['sweep_index'], frames.shape)\n"
+        "# maps stored by `thermoxanes analyze --catalog-dir` (docs/storage.md):\n"
+        "# from thermoxanes.storage.results import load_maps\n"
+        "# maps = load_maps(cat, run.metadata['start']['uid'])"
     )
 
 
@@ -131,9 +144,16 @@ def running_server_uri(directory: str | os.PathLike) -> str | None:
     """
     path = server_info_path(directory)
     try:
-        uri = json.loads(path.read_text())["uri"]
+        info = json.loads(path.read_text())
+        uri, pid = str(info["uri"]), int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    try:
+        os.kill(pid, 0)  # the process that wrote it is still alive
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
     try:
         import httpx
 
