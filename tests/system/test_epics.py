@@ -96,6 +96,8 @@ def test_every_device_through_pyepics(beamline):
     assert epics.caget("TXS:CAM:HDF1:FullFileName_RBV", as_string=True) == path
     with h5py.File(path, "r") as f:
         assert f["/entry/data/data"].shape == (1, 32, 32)
+        np.testing.assert_array_equal(f["/entry/data/data"][0], bl.camera.last_frame())
+    assert epics.caget("TXS:CAM:image1:ArrayData").size == 32 * 32
 
 
 @pytest.mark.parametrize("model,prefix", [("eurotherm2216e", "TXS:ET2216:"),

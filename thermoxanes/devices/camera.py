@@ -70,6 +70,8 @@ class ADHDF5Camera(Device):
     full_file_name = FCpt(EpicsSignalRO, "{prefix}{hdf}FullFileName_RBV", string=True,
                           kind="omitted")
 
+    array_data = FCpt(EpicsSignalRO, "{prefix}image1:ArrayData", kind="omitted", lazy=True,
+                      doc="Last frame over CA (NDStdArrays), for viewers; not in documents")
     image = Cpt(Signal, value="", kind="normal", doc="Datum id of the last frame")
     readout_s = Cpt(Signal, value=0.05, kind="config", doc="Readout dead time (s)")
     frame_type = Cpt(Signal, value="data", kind="config", doc="'dark', 'flat' or 'data'")
@@ -198,6 +200,12 @@ class ADHDF5Camera(Device):
     def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
         while self._asset_docs:
             yield self._asset_docs.popleft()
+
+    def last_frame(self) -> np.ndarray:
+        """The last frame from the ``image1:`` plugin over Channel Access (H, W)."""
+        height, width = int(self.size_y.get()), int(self.size_x.get())
+        data = np.asarray(self.array_data.get(timeout=10.0))
+        return data[: height * width].reshape(height, width).astype(np.uint16)
 
     def frame_lookup(self, datum_id: str, resource_path: str | None = None) -> np.ndarray | None:
         """The frame behind ``datum_id`` read back from its HDF5 file (SWMR), or None.

@@ -272,7 +272,9 @@ class FrameSource:
 
 
 class CameraGroup(PVGroup):
-    """areaDetector driver (``cam1:``) and HDF5 plugin (``HDF1:``) PVs; writes HDF5 files.
+    """areaDetector driver (``cam1:``), HDF5 plugin (``HDF1:``) and image plugin
+    (``image1:ArrayData``, the last frame; needs ``EPICS_CA_MAX_ARRAY_BYTES`` raised on both
+    sides) PVs; writes HDF5 files.
 
     Stream mode: ``Capture=1`` arms the plugin, the file opens at the first frame (path
     ``FileTemplate % (FilePath, FileName, FileNumber)``, dataset ``/entry/data/data``, SWMR),
@@ -301,6 +303,11 @@ class CameraGroup(PVGroup):
     capture = pvproperty(name="HDF1:Capture", value=0)
     capture_rbv = pvproperty(name="HDF1:Capture_RBV", value=0, read_only=True)
     num_captured = pvproperty(name="HDF1:NumCaptured_RBV", value=0, read_only=True)
+    array_data = pvproperty(name="image1:ArrayData", value=[0], dtype=ChannelType.LONG,
+                            max_length=2048 * 2048, read_only=True,
+                            doc="Last frame, flattened (NDStdArrays plugin; int32 over CA)")
+    array_size0 = pvproperty(name="image1:ArraySize0_RBV", value=0, read_only=True)
+    array_size1 = pvproperty(name="image1:ArraySize1_RBV", value=0, read_only=True)
 
     def __init__(self, *args: Any, world: Any, source: FrameSource, speed: float,
                  **kwargs: Any):
@@ -314,6 +321,8 @@ class CameraGroup(PVGroup):
         height, width = self.world.frame_shape
         await self.size_x.write(width)
         await self.size_y.write(height)
+        await self.array_size0.write(width)
+        await self.array_size1.write(height)
 
     @acquire_time.putter
     async def acquire_time(self, instance: Any, value: float) -> float:
@@ -385,6 +394,7 @@ class CameraGroup(PVGroup):
             await asyncio.sleep(exposure_s / self.speed)
             frame = self._render(exposure_s)
             await self.array_counter.write(int(self.array_counter.value) + 1)
+            await self.array_data.write(frame.ravel().astype(np.int32))
             if self._capturing:
                 await self._store(frame)
         finally:
