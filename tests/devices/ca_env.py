@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -78,12 +79,16 @@ def start_ioc(args: list[str], port: int, ready_pv: str, log_path: Path,
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, *args], env=server_env(port), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log_file = log
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            log.close()
             raise RuntimeError(f"IOC exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        if epics.caget(ready_pv, timeout=0.5) is not None:
-            return proc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # "timed out" while it starts
+            if epics.caget(ready_pv, timeout=0.5, connection_timeout=0.5) is not None:
+                return proc
     stop_ioc(proc)
     if LIBCA_STARTED_EARLY:
         raise RuntimeError(f"IOC PV {ready_pv} not found: pyepics had started Channel Access "
@@ -101,3 +106,6 @@ def stop_ioc(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+    log = getattr(proc, "log_file", None)
+    if log is not None:
+        log.close()

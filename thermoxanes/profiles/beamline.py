@@ -173,6 +173,9 @@ def sim_ioc_config(profile: Profile) -> Any:
         raise ValueError(f"profile {profile.name!r} describes no simulated IOC "
                          "(needs kind = 'epics' and an [ioc] section)")
     ep, ioc = profile.epics, profile.ioc
+    if (ep.camera.cam, ep.camera.hdf) != ("cam1:", "HDF1:"):
+        raise ValueError(f"profile {profile.name!r}: the simulated IOC serves the camera "
+                         "under cam1: and HDF1: only (epics.camera.cam / .hdf)")
     ev_per_unit = 1.0 if ep.mono.energy_units == "eV" else 1000.0
     calibration = focus_calibration(profile)
     zp0, det0 = calibration.positions_mm(8333.0)
