@@ -79,3 +79,18 @@ def test_raw_disk_full_fails_loudly_and_loses_nothing(bench, tmp_path):
     assert result["error"] is not None and "space" in result["error"].lower()
     assert result["exit_path"] == "exception" and result["safe_state_recorded"]
     assert result["frames_acquired"] > 0
+
+
+def test_ioc_killed_mid_sweep_fails_bounded_and_reports(bench, tmp_path):
+    from tests.devices.ca_env import SERVER_PORTS
+
+    result = bench.scenario_ioc_killed(tmp_path, ca_port=SERVER_PORTS[0])
+    if result is None:
+        pytest.skip("the simulated IOC did not start")
+    assert result["error"] is not None and "connect" in result["error"]
+    assert result["fault_to_error_s"] < 120
+    assert result["frames_acquired_before_fault"] > 0
+    assert result["frames_lost_from_catalog"] == 0
+    # the heater is unreachable: the attempt to make it safe is in the documents
+    assert result["safe_state_attempt_reported"] and result["safe_state_recorded"] is False
+    assert result["safe_action_problem"]
