@@ -247,6 +247,20 @@ def test_cli_run_over_channel_access(ioc, tmp_path, capsys):
     assert len(list((tmp_path / "out" / "raw").glob("*.h5"))) == 5   # dark + 2x(flat, data)
 
 
+def test_cli_run_heating_program_over_channel_access(ioc, tmp_path, capsys):
+    from thermoxanes.cli import main
+
+    program = tmp_path / "program.toml"
+    program.write_text('segments = [{kind = "ramp", target_c = 32, rate_c_per_min = 60},\n'
+                       '            {kind = "hold", duration_s = 30, sweeps = 1}]\n')
+    rc = main(["run", "heating", "--profile", "sim-epics", "--program", str(program),
+               "--energies", "8330,8350", "--n-darks", "1", "--out", str(tmp_path / "out"),
+               "--no-catalog"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "(xanes_sweep)" in out and "(heater_safe_state)" in out
+
+
 def test_cli_run_unreachable_pv_exits_2(ioc, tmp_path, capsys):
     from importlib import resources
 
