@@ -15,6 +15,7 @@ import pytest
 
 from tests.storage.conftest import GRID, SERIES_UID
 from tests.storage.test_export import cli
+from thermoxanes.analysis.maps import XanesMaps
 
 
 def _free_port() -> int:
@@ -138,3 +139,55 @@ def test_truncated_raw_file_is_named(tmp_path):
     assert status == 0, stderr
     assert (out / f"sweep_000_{uid[:8]}_xanes.tif").exists()
     np.testing.assert_equal(len(list(out.iterdir())), 5)
+
+
+@pytest.mark.system
+def test_analyze_process_stores_maps_through_the_running_server(stored_series, tmp_path):
+    """The demo's arrangement: the catalog served in one process, ``thermoxanes analyze
+    --catalog-dir DIR`` in another stores maps through that server (not a second SQLite
+    opener); the maps of a replay equal the live ones."""
+    import subprocess
+    import sys
+    import time
+
+    from thermoxanes.storage.replay import Replayer
+    from thermoxanes.storage.results import find_maps, load_maps
+    from thermoxanes.storage.runs import resolve_runs
+
+    cat = stored_series.catalog
+    before = {uid: len(find_maps(cat, uid)) for uid in stored_series.uids}
+    with Replayer("tcp://127.0.0.1:*", header_keys=stored_series.header_keys) as replayer:
+        ready = tmp_path / "ready"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "thermoxanes.cli", "analyze", "--endpoint",
+             replayer.endpoint, "--out", str(tmp_path / "out"), "--no-figures",
+             "--max-sweeps", "2", "--idle-timeout-s", "60", "--ready-file", str(ready),
+             "--catalog-dir", str(cat.directory)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not ready.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.1)
+            replayer.replay(resolve_runs(cat.runs, SERIES_UID))
+            replayer.flush(30)
+            output, _ = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, output
+    assert "result sink" not in output, output
+    for k, uid in enumerate(stored_series.uids):
+        assert len(find_maps(cat, uid)) == before[uid] + 1
+        stored = load_maps(cat, uid)
+        live = XanesMaps.from_hdf5(stored_series.live_dir / "maps" / f"sweep_{k:03d}.h5")
+        for name in ("valence", "valence_sigma", "edge_energy", "mask"):
+            assert getattr(stored, name).tobytes() == getattr(live, name).tobytes(), name
+
+
+def test_export_refuses_a_run_that_is_not_a_sweep():
+    from thermoxanes.storage.export import sweep_stack
+    from thermoxanes.storage.runs import StoredRun
+
+    with pytest.raises(ValueError, match="not a XANES sweep"):
+        sweep_stack(StoredRun(start={"uid": "abc"}, stop=None, streams={}))
