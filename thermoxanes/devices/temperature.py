@@ -150,9 +150,9 @@ class TemperatureController(Device):
             status = DeviceStatus(self)
             self._pending = status
         self._enable_output()
-        value = round(temperature_c) if self.integer_setpoint else temperature_c
+        value = float(round(temperature_c)) if self.integer_setpoint else temperature_c
         self.setpoint_c.put(value, wait=False)
-        thread = threading.Thread(target=self._watch, args=(status, temperature_c),
+        thread = threading.Thread(target=self._watch, args=(status, value),
                                   name=f"{self.name}-settle", daemon=True)
         thread.start()
         return status
