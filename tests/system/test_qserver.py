@@ -96,6 +96,15 @@ def test_xanes_sweep_through_queue_server(tmp_path):
         assert result["exit_status"] == "completed", result
         assert len(result["run_uids"]) == 1
         assert len(list((tmp_path / "raw").glob("*.h5"))) == 1
+        RM.item_add(BPlan("heating_program",
+                          [{"kind": "ramp", "target_c": 40.0, "rate_c_per_min": 10.0},
+                           {"kind": "hold", "duration_s": 60.0, "sweeps": 1}],
+                          [8330.0, 8350.0], n_darks=1))
+        RM.queue_start()
+        RM.wait_for_idle(timeout=120)
+        result = RM.history_get()["items"][-1]["result"]
+        assert result["exit_status"] == "completed", result
+        assert len(result["run_uids"]) == 2      # the sweep and the heater_safe_state record
         RM.environment_close()
         RM.wait_for_idle(timeout=60)
     finally:
