@@ -100,6 +100,15 @@ def _drawn(page, unlike: np.ndarray | None = None) -> tuple[np.ndarray] | None:
     return (pixels,)
 
 
+def _complete(state: dict) -> tuple[dict] | None:
+    """The page state once everything of the second sweep has arrived."""
+    done = (state["differential_pixels"] > 0 and state["outlines"] >= 1
+            and state["histograms"] >= 2 and state["delta_histograms"] >= 1
+            and state["sweeps"] >= 2 and state["trace_points"] >= 10
+            and "2 of 3" in state["progress"])
+    return (state,) if done else None
+
+
 def _send_sweep_documents(pub, sweep_index: int, num_sweeps: int, temperature_c: float) -> None:
     """Start, descriptor, a few primary events and stop, as the acquisition sends them."""
     run_uid = str(uuid.uuid4())
@@ -167,7 +176,10 @@ def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, series
         changed = _wait(lambda: _drawn(page, unlike=first),
                         "the drawn map to change after the new sweep")[0]
         assert _colours(changed) > 30
-        state = page.evaluate(_STATE_JS)
+        # maps, series and documents come on separate pushes (and the documents on
+        # another socket): wait until all of them are in, then check each
+        state = _wait(lambda: _complete(page.evaluate(_STATE_JS)),
+                      "differential map, histograms, series, trace and progress")[0]
         assert state["differential_pixels"] > 0
         assert state["outlines"] == 1  # the significant patch is outlined
         assert state["histograms"] == 2 and state["delta_histograms"] == 1
