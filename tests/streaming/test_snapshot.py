@@ -152,3 +152,28 @@ def test_no_state_kept_without_snapshot_endpoint():
         run.event("dark")
         assert pub.flush(5)
         assert pub._state.entries == []
+
+
+def test_snapshot_server_ignores_garbage_requests():
+    import zmq
+
+    with Publisher(ANY, heartbeat_s=0.05, snapshot_endpoint=ANY) as pub:
+        pub("start", {"uid": "g-run", "time": 0.0})
+        assert pub.flush(5)
+        ctx = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.connect(pub.snapshot_endpoint)
+        try:
+            for junk in ([b"\xff\x00"], [b"{}"], [b"[1]"], [b"a", b"b", b"c"], [b""]):
+                dealer.send_multipart(junk)
+            dealer.send(b'{"v": 1, "request": "snapshot"}')
+            assert dealer.poll(5000)
+            parts = dealer.recv_multipart()
+            assert parts[0] == b"document"
+            while parts[0] != b"snapshot_end":
+                assert dealer.poll(5000)
+                parts = dealer.recv_multipart()
+            assert not dealer.poll(200)  # exactly one reply, for the valid request
+        finally:
+            dealer.close(0)
+            ctx.term()
