@@ -247,79 +247,181 @@ def _trig_peak(coef):
     return u
 
 
-@njit(cache=True, inline="always")
-def _local_sums(ebuf, zbuf, n, c, h, sums):
-    """Biweight-weighted moments around ``c`` (eV) of the points ``ebuf[:n], zbuf[:n]``.
+@njit(cache=True)
+def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
+                     h, method, kmax, out_w, out_s):
+    """Quadratic (Gaussian) white line of a row of pixels, all pixels in lockstep.
 
-    ``sums`` (11,) receives s0..s4 (sum w u^k), q0..q2 (sum w u^k z), the number of
-    weighted points and their lowest and highest energy; ``u = E - c``,
-    ``w = (1 - (u/h)^2)^2`` for ``|u| < h``.
+    Per pixel: a parabola (in log for the Gaussian) fitted to ``y = mu - pre`` with
+    biweight weights ``(1 - ((E - c)/h)^2)^2`` is re-centred on its vertex ``V(c)`` until
+    ``V(c) = c`` (secant steps from the highest point ``start``), so that the estimate is
+    continuous in the data; it must stay within ``h`` of ``start``. Sigma: implicit
+    derivative of the fixed point, ``dV/dy / (1 - dV/dc)`` (dV/dc from the last secant
+    slope). Loops over pixels are innermost so that they vectorize. ``kmax`` holds each
+    pixel's highest point (< 0: none).
     """
-    for i in range(9):
-        sums[i] = 0.0
-    sums[9] = np.inf
-    sums[10] = -np.inf
+    w = blk_mu.shape[1]
+    n_wl = wl_hi - wl_lo + 1
     inv_h = 1.0 / h
-    for j in range(n):
-        u = ebuf[j] - c
-        r = u * inv_h
-        if r * r >= 1.0:
+    z = np.empty((n_wl, w))
+    start = np.empty(w)
+    c0 = np.empty(w)
+    g0 = np.empty(w)
+    c = np.empty(w)
+    state = np.zeros(w, dtype=np.int64)  # 0 iterating, 1 converged, -1 no result
+    sums = np.empty((9, w))
+    par = np.empty((8, w))  # inverse rows 1 and 2 (6), p1, p2 of the last evaluation
+    fin = np.empty((10, w))  # the same at convergence, then dV/dc and the vertex
+    for x in range(w):
+        out_w[x] = np.nan
+        out_s[x] = np.nan
+        if kmax[x] < 0 or not todo[x]:
+            state[x] = -1
+            start[x] = e_blk[wl_lo]
+        else:
+            start[x] = e_blk[kmax[x]]
+    for j in range(n_wl):
+        k = wl_lo + j
+        ek = e_blk[k]
+        tk = t_blk[k]
+        for x in range(w):
+            y = blk_mu[k, x] - (acc[ROW_ALPHA, x] + acc[ROW_BETA, x] * tk)
+            if method == 1:
+                y = np.log(y) if y > 0.0 else np.nan
+            near = abs(ek - start[x]) < 2.0 * h
+            ok = np.abs(y) < np.inf
+            if near and not ok:
+                state[x] = -1
+            z[j, x] = y if (near and ok) else 0.0
+    for it in range(WL_MAX_ITER + 1):
+        # Evaluate the vertex V(c) (c = start on the first pass) for every pixel.
+        for i in range(9):
+            for x in range(w):
+                sums[i, x] = 0.0
+        for j in range(n_wl):
+            ek = e_blk[wl_lo + j]
+            for x in range(w):
+                u = ek - (start[x] if it == 0 else c[x])
+                r = u * inv_h
+                a = max(1.0 - r * r, 0.0)
+                wt = a * a
+                zz = z[j, x]
+                wu = wt * u
+                wuu = wu * u
+                sums[0, x] += wt
+                sums[1, x] += wu
+                sums[2, x] += wuu
+                sums[3, x] += wuu * u
+                sums[4, x] += wuu * u * u
+                sums[5, x] += wt * zz
+                sums[6, x] += wu * zz
+                sums[7, x] += wuu * zz
+                sums[8, x] += 1.0 if a > 0.0 else 0.0
+        active = False
+        for x in range(w):
+            if state[x] != 0:
+                continue
+            s_a, s_b, s_c, s_d, s_e = sums[0, x], sums[1, x], sums[2, x], sums[3, x], sums[4, x]
+            m00 = s_c * s_e - s_d * s_d
+            m01 = s_c * s_d - s_b * s_e
+            m02 = s_b * s_d - s_c * s_c
+            det = s_a * m00 + s_b * m01 + s_c * m02
+            cc = start[x] if it == 0 else c[x]
+            v = np.nan
+            if sums[8, x] >= 3.0 and (det > 0.0 or det < 0.0):
+                rdet = 1.0 / det
+                i10 = m01 * rdet
+                i11 = (s_a * s_e - s_c * s_c) * rdet
+                i12 = (s_b * s_c - s_a * s_d) * rdet
+                i20 = m02 * rdet
+                i21 = i12
+                i22 = (s_a * s_c - s_b * s_b) * rdet
+                p1 = i10 * sums[5, x] + i11 * sums[6, x] + i12 * sums[7, x]
+                p2 = i20 * sums[5, x] + i21 * sums[6, x] + i22 * sums[7, x]
+                if p2 < 0.0:
+                    v = cc - p1 / (2.0 * p2)
+                    par[0, x] = i10
+                    par[1, x] = i11
+                    par[2, x] = i12
+                    par[3, x] = i20
+                    par[4, x] = i21
+                    par[5, x] = i22
+                    par[6, x] = p1
+                    par[7, x] = p2
+            g = v - cc
+            if it == 0:
+                if not np.isfinite(g):
+                    state[x] = -1
+                    continue
+                c0[x] = cc
+                g0[x] = g
+                c[x] = cc + g if g != 0.0 else cc + 1e-3
+                active = True
+                continue
+            if not np.isfinite(g) or abs(cc - start[x]) > h:
+                state[x] = -1
+                continue
+            if abs(g) < WL_TOL_EV and cc != c0[x]:
+                state[x] = 1
+                for i in range(8):
+                    fin[i, x] = par[i, x]
+                fin[8, x] = 1.0 + (g - g0[x]) / (cc - c0[x])
+                fin[9, x] = v
+                continue
+            c_new = cc - g * (cc - c0[x]) / (g - g0[x]) if g != g0[x] else cc + g
+            c0[x] = cc
+            g0[x] = g
+            c[x] = c_new
+            active = True
+        if not active:
+            break
+    for x in range(w):
+        if state[x] == 0:
+            state[x] = -1
+    # Gradient of the fixed point with respect to each absorbance, and its variance.
+    ga = np.zeros(w)
+    gb = np.zeros(w)
+    var_w = np.zeros(w)
+    e_lo = np.full(w, np.inf)
+    e_hi = np.full(w, -np.inf)
+    for j in range(n_wl):
+        k = wl_lo + j
+        ek = e_blk[k]
+        tk = t_blk[k]
+        for x in range(w):
+            if state[x] != 1:
+                continue
+            u = ek - c[x]
+            r = u * inv_h
+            if r * r >= 1.0:
+                continue
+            e_lo[x] = min(e_lo[x], ek)
+            e_hi[x] = max(e_hi[x], ek)
+            wk = (1.0 - r * r) ** 2
+            m1 = (fin[0, x] + fin[1, x] * u + fin[2, x] * u * u) * wk
+            m2 = (fin[3, x] + fin[4, x] * u + fin[5, x] * u * u) * wk
+            ustar = -fin[6, x] / (2.0 * fin[7, x])
+            gk = -(m1 + 2.0 * ustar * m2) / (2.0 * fin[7, x] * (1.0 - fin[8, x]))
+            if method == 1:
+                gk /= np.exp(z[j, x])
+            ga[x] += gk
+            gb[x] += gk * tk
+            vk = sv[x] * _fexp(blk_mu[k, x] - acc[ROW_REF, x]) if model_var else blk_var[k, x]
+            var_w[x] += gk * gk * vk
+    for x in range(w):
+        if state[x] != 1:
             continue
-        w = (1.0 - r * r) ** 2
-        z = zbuf[j]
-        wu = w * u
-        wuu = wu * u
-        sums[0] += w
-        sums[1] += wu
-        sums[2] += wuu
-        sums[3] += wuu * u
-        sums[4] += wuu * u * u
-        sums[5] += w * z
-        sums[6] += wu * z
-        sums[7] += wuu * z
-        sums[8] += 1.0
-        sums[9] = min(sums[9], ebuf[j])
-        sums[10] = max(sums[10], ebuf[j])
-
-
-@njit(cache=True, inline="always")
-def _local_inverse(sums, inv):
-    """Inverse (3, 3) of the weighted normal matrix from ``sums``; False if singular."""
-    a, b, c, d, e = sums[0], sums[1], sums[2], sums[3], sums[4]
-    # [[a b c] [b c d] [c d e]]
-    m00 = c * e - d * d
-    m01 = c * d - b * e
-    m02 = b * d - c * c
-    det = a * m00 + b * m01 + c * m02
-    if not (det > 0.0 or det < 0.0):
-        return False
-    r = 1.0 / det
-    m11 = a * e - c * c
-    m12 = b * c - a * d
-    m22 = a * c - b * b
-    inv[0, 0] = m00 * r
-    inv[0, 1] = m01 * r
-    inv[0, 2] = m02 * r
-    inv[1, 0] = m01 * r
-    inv[1, 1] = m11 * r
-    inv[1, 2] = m12 * r
-    inv[2, 0] = m02 * r
-    inv[2, 1] = m12 * r
-    inv[2, 2] = m22 * r
-    return True
-
-
-@njit(cache=True, inline="always")
-def _local_vertex(ebuf, zbuf, n, c, h, sums, inv):
-    """Vertex (eV) of the biweight-weighted parabola around ``c``; NaN if none."""
-    _local_sums(ebuf, zbuf, n, c, h, sums)
-    if sums[8] < 3.0 or not _local_inverse(sums, inv):
-        return np.nan
-    p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
-    p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
-    if not p2 < 0.0:
-        return np.nan
-    return c - p1 / (2.0 * p2)
+        v = fin[9, x]
+        dvdc = fin[8, x]
+        if not (np.isfinite(dvdc) and dvdc < 1.0):
+            continue
+        if not (e_lo[x] <= v <= e_hi[x]) or abs(v - start[x]) > h:
+            continue
+        s = sv[x]
+        vw = var_w[x] + s * (ga[x] * ga[x] * acc[V_AA, x] + gb[x] * gb[x] * acc[V_BB, x]
+                             + 2.0 * ga[x] * gb[x] * acc[V_AB, x])
+        out_w[x] = v
+        out_s[x] = np.sqrt(vw)
 
 
 @njit(cache=True)
@@ -346,9 +448,10 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
             better = yv > ymax[x]
             kmax[x] = -2 if (bad or kmax[x] == -2) else (k if better else kmax[x])
             ymax[x] = yv if better else ymax[x]
-    sums = np.empty(11)
-    inv = np.empty((3, 3))
-    ebuf = np.empty(wl_hi - wl_lo + 1)
+    if method != 2:
+        _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo,
+                         wl_hi, scale, method, kmax, out_w, out_s)
+        return
     for x in range(w):
         out_w[x] = np.nan
         out_s[x] = np.nan
@@ -359,11 +462,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
         beta = acc[ROW_BETA, x]
         s = sv[x]
         ref = acc[ROW_REF, x]
-        if method != 2:
-            _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk,
-                        wl_lo, wl_hi, e_blk[c], scale, method, sums, inv, ebuf, zbuf, out_w,
-                        out_s)
-            continue
         lo = fit_lo[c]
         n = fit_n[c]
         if n < 3:
@@ -399,86 +497,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
                       + 2.0 * g0 * g1 * acc[V_AB, x])
         out_w[x] = e_pk
         out_s[x] = np.sqrt(var_w)
-
-
-@njit(cache=True, inline="always")
-def _local_peak(blk_mu, blk_var, x, alpha, beta, s, ref, model_var, acc, t_blk, e_blk, wl_lo,
-                wl_hi, start, h, method, sums, inv, ebuf, zbuf, out_w, out_s):
-    """Quadratic (Gaussian) white line of pixel x: fixed point of the weighted parabola.
-
-    Starting at the highest point ``start``, the centre of the biweight weights (radius
-    ``h``) is moved to the vertex until it stays (secant steps on ``V(c) - c``); the
-    estimate is then continuous in the data. It must stay within ``h`` of ``start``.
-    Sigma: implicit derivative of the fixed point, ``dV/dy / (1 - dV/dc)``.
-    """
-    n = 0
-    kfirst = -1
-    for k in range(wl_lo, wl_hi + 1):
-        if abs(e_blk[k] - start) < 2.0 * h:
-            if kfirst < 0:
-                kfirst = k
-            y = blk_mu[k, x] - (alpha + beta * t_blk[k])
-            if method == 1:
-                if not y > 0.0:
-                    return
-                y = np.log(y)
-            if not np.isfinite(y):
-                return
-            ebuf[n] = e_blk[k]
-            zbuf[n] = y
-            n += 1
-    c0 = start
-    g0 = _local_vertex(ebuf, zbuf, n, c0, h, sums, inv) - c0
-    if not np.isfinite(g0):
-        return
-    c = c0 + g0 if g0 != 0.0 else c0 + 1e-3
-    converged = False
-    for _ in range(WL_MAX_ITER):
-        g = _local_vertex(ebuf, zbuf, n, c, h, sums, inv) - c
-        if not np.isfinite(g) or abs(c - start) > h:
-            return
-        if abs(g) < WL_TOL_EV and c != c0:
-            converged = True
-            break
-        c_new = c - g * (c - c0) / (g - g0) if g != g0 else c + g
-        c0 = c
-        g0 = g
-        c = c_new
-    if not converged:
-        return
-    # sums/inv now belong to the centre c; the last secant slope gives dV/dc.
-    dvdc = 1.0 + (g - g0) / (c - c0)
-    v = c + g
-    if not (np.isfinite(dvdc) and dvdc < 1.0):
-        return
-    if not (sums[9] <= v <= sums[10]) or abs(v - start) > h:
-        return
-    p1 = inv[1, 0] * sums[5] + inv[1, 1] * sums[6] + inv[1, 2] * sums[7]
-    p2 = inv[2, 0] * sums[5] + inv[2, 1] * sums[6] + inv[2, 2] * sums[7]
-    ustar = -p1 / (2.0 * p2)
-    scale_g = -1.0 / (2.0 * p2 * (1.0 - dvdc))
-    ga = 0.0
-    gb = 0.0
-    var_w = 0.0
-    for j in range(n):
-        u = ebuf[j] - c
-        r = u / h
-        if r * r >= 1.0:
-            continue
-        k = kfirst + j
-        wk = (1.0 - r * r) ** 2
-        m1 = (inv[1, 0] + inv[1, 1] * u + inv[1, 2] * u * u) * wk
-        m2 = (inv[2, 0] + inv[2, 1] * u + inv[2, 2] * u * u) * wk
-        gk = scale_g * (m1 + 2.0 * ustar * m2)
-        if method == 1:
-            gk /= np.exp(zbuf[j])
-        ga += gk
-        gb += gk * t_blk[k]
-        vk = s * _fexp(blk_mu[k, x] - ref) if model_var else blk_var[k, x]
-        var_w += gk * gk * vk
-    var_w += s * (ga * ga * acc[V_AA, x] + gb * gb * acc[V_BB, x] + 2.0 * ga * gb * acc[V_AB, x])
-    out_w[x] = v
-    out_s[x] = np.sqrt(var_w)
 
 
 @njit(cache=True)
