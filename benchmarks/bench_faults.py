@@ -185,8 +185,8 @@ class Rig:
         try:
             self.RE(plan)
         except Exception as exc:  # noqa: BLE001 - the error is the measurement
-            text = str(exc).strip()
-            error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+            text = " ".join(str(exc).split())[:400]
+            error = f"{type(exc).__name__}: {text}"
         t_end = time.monotonic()
         with contextlib.suppress(Exception):
             self.publisher.flush(timeout_s=10.0)
@@ -242,7 +242,7 @@ class Rig:
                   if self.fault_at is None or t < self._fault_epoch()]
         from_catalog = lost = lost_catalog_before = 0
         self.close_catalog()
-        with EmbeddedCatalog(self.work) as catalog:
+        with EmbeddedCatalog(self.work) as catalog, _tiled_retry_timeout(2.0):
             for (run_uid, stream), items in frames.items():
                 n_cat = 0
                 try:
@@ -460,13 +460,23 @@ def _mount_tmpfs(path: Path, size_kib: int) -> bool:
 def scenario_disk_full(work: Path, size: int = 64) -> dict[str, Any] | None:
     """The raw-frame folder is a tiny tmpfs that fills mid-run (needs root to mount; None
     otherwise): the program fails loudly, earlier frames stay readable."""
-    raw = Path(work) / "raw-tmpfs"
-    if not _mount_tmpfs(raw, 384):
+    raw = Path(work) / "raw"  # the catalog serves files from here only
+    if not _mount_tmpfs(raw, 1024):
         return None
     rig = None
     try:
-        rig = Rig(work, size=size, raw_dir=raw)
-        rig.mark_fault()  # the fault is armed from the start: the disk fills at some point
+        rig = Rig(work, size=size)
+        camera = rig.beamline.camera
+        check = camera._check_free_space
+
+        def check_and_mark(nbytes):
+            try:
+                check(nbytes)
+            except OSError:
+                rig.mark_fault()  # the moment the disk is found full
+                raise
+
+        camera._check_free_space = check_and_mark
         result = rig.run(rig.plan(_program(6)))
         used = shutil.disk_usage(raw)
         return _outcome(rig, "raw-data disk full (tmpfs)", result,

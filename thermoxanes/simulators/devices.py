@@ -8,8 +8,11 @@ timestamp is consistent. Statuses finish before ``set``/``trigger`` return.
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import os
+import shutil
 import threading
 import uuid
 from collections import OrderedDict, deque
@@ -24,6 +27,8 @@ from ophyd import Device, Signal
 from ophyd.status import Status
 
 from thermoxanes.optics import focus_positions_mm
+
+logger = logging.getLogger(__name__)
 
 
 def _done(obj: Any) -> Status:
@@ -452,6 +457,10 @@ class SimCamera(Device):
     frame_type = Cpt(Signal, value="data", kind="config", doc="'dark', 'flat' or 'data'")
 
     FRAME_TYPES = ("dark", "flat", "data")
+    #: A frame is refused (``OSError`` ENOSPC) unless this much room is left (bytes,
+    #: frames): a full disk under HDF5 can leave the file unreadable.
+    min_free_bytes = 256 * 1024
+    min_free_frames = 4
 
     def __init__(
         self,
@@ -502,9 +511,23 @@ class SimCamera(Device):
 
     def unstage(self) -> list[Any]:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except (OSError, RuntimeError) as exc:  # e.g. a full disk: already reported
+                logger.warning("%s: closing %s failed: %s", self.name, file.filename, exc)
         return super().unstage()
+
+    def _check_free_space(self, nbytes: int) -> None:
+        """Refuse a frame before HDF5 hits a full disk (which can corrupt the file)."""
+        assert self._file is not None
+        free = shutil.disk_usage(self._data_dir).free
+        needed = self.min_free_frames * nbytes + self.min_free_bytes
+        if free < needed:
+            raise OSError(errno.ENOSPC,
+                          f"{self.name}: disk full: {free} bytes free under {self._data_dir}, "
+                          f"{needed} needed for the next frame; acquisition stopped, the "
+                          f"frames so far are intact in {self._file.filename}")
 
     def _resource_for(self, kind: str) -> dict[str, Any]:
         if kind not in self._resources:
@@ -578,12 +601,17 @@ class SimCamera(Device):
             # Not staged: keep the frame in memory only.
             datum_id = f"unstaged/{uuid.uuid4().hex}"
         else:
+            self._check_free_space(frame.nbytes)
             resource = self._resource_for(kind)
             dataset = self._file[f"/entry/data/{kind}"]
             index = self._counts[kind]
-            dataset.resize(index + 1, axis=0)
-            dataset[index] = frame
-            dataset.flush()
+            try:
+                dataset.resize(index + 1, axis=0)
+                dataset[index] = frame
+                dataset.flush()
+            except (OSError, RuntimeError) as exc:
+                raise OSError(f"{self.name}: writing frame {index} ({kind}) to "
+                              f"{self._file.filename} failed: {exc}") from exc
             self._counts[kind] = index + 1
             datum_id = f"{resource['uid']}/{index}"
             self._asset_docs.append(("datum", {
