@@ -129,3 +129,24 @@ def test_camera_corrupt_frame_injection(beamline):
     assert (camera.frame_lookup(camera.image.get()) > 0).all()  # only the next one
     with pytest.raises(ValueError):
         camera.inject_corrupt_frames(1, kind="melted")
+
+
+def test_camera_refuses_a_frame_when_the_disk_is_nearly_full(beamline):
+    import errno
+
+    import h5py
+
+    camera = beamline.camera
+    camera.stage()
+    try:
+        camera.trigger().wait(1)
+        path = camera._file.filename
+        camera.min_free_bytes = 1 << 62  # "the disk is full"
+        with pytest.raises(OSError, match="disk full") as info:
+            camera.trigger()
+        assert info.value.errno == errno.ENOSPC and path in str(info.value)
+    finally:
+        camera.unstage()
+        camera.min_free_bytes = type(camera).min_free_bytes
+    with h5py.File(path, "r") as fh:  # the frame taken before is intact
+        assert fh["/entry/data/data"].shape[0] == 1
