@@ -281,8 +281,10 @@ def test_ring_dump_suspends_and_retakes_the_point(beamline, short_grid):
              and d["run_start"] == sweep["uid"]}
     n_flats = sum(1 for n, d in recorder.docs if n == "event"
                   and descs.get(d["descriptor"]) == "flat")
-    # the interrupted point was taken again from its checkpoint: its flat twice
-    assert len(energies) == len(short_grid) and n_flats == len(short_grid) + 1
+    # the interrupted point was taken again from its checkpoint: its flat twice (and its
+    # sample frame too if the suspension landed after it; a few messages after the dump)
+    assert n_flats == len(short_grid) + 1
+    assert len(energies) in (len(short_grid), len(short_grid) + 1)
     assert "interruptions" in descs.values()
     assert recorder.stop_of(sweep["uid"])["exit_status"] == "success"
     _assert_safe_and_recorded(beamline, recorder, "completed")
