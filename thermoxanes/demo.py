@@ -130,7 +130,7 @@ def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int) -> subpro
     cmd = [sys.executable, "-m", "thermoxanes.cli", "analyze", "--endpoint", endpoint,
            "--out", str(analysis_dir), "--truth-dir", str(opts.out / "truth"),
            "--max-sweeps", str(num_sweeps), "--idle-timeout-s", "60",
-           "--ready-file", str(ready)]
+           "--ready-file", str(ready), "--catalog-dir", str(opts.out)]
     log = open(analysis_dir / "analysis.log", "w")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120.0

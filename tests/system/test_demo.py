@@ -52,6 +52,14 @@ def test_demo_end_to_end(tmp_path):
         assert len(series) == 1
         frames = runs[-1]["primary"]["camera_image"].read()
         assert frames.shape == (68, 96, 96) and frames.dtype == np.uint16
+        # the maps of every sweep are stored next to the raw runs, bit-equal to the files
+        from thermoxanes.analysis.maps import XanesMaps
+        from thermoxanes.storage.results import load_maps
+
+        for s in summary:
+            stored = load_maps(catalog, s["run_uid"])
+            on_disk = XanesMaps.from_hdf5(out / "analysis" / s["maps_file"])
+            np.testing.assert_array_equal(stored.valence, on_disk.valence)
 
 
 def test_demo_bad_size_is_one_line_exit_2(tmp_path):
