@@ -127,3 +127,21 @@ def test_registration_in_accumulator(energies_ev, rng):
         acc.add_frame(sample[i], e)
     maps = acc.finish()
     assert maps.registration_shifts.shape == (energies_ev.size, 2)
+
+
+def test_finish_twice_and_frames_after_finish(energies_ev, rng):
+    sample, flat, dark = _sweep(energies_ev, rng)
+    acc = SweepAccumulator(energies_ev, (8, 8), CFG)
+    acc.add_dark(dark)
+    for i, e in enumerate(energies_ev):
+        acc.add_flat(flat[i], e)
+        acc.add_frame(sample[i], e)
+    first = acc.finish()
+    kept = first.valence.copy()
+    second = acc.finish()
+    _assert_same(first, second)
+    acc.add_frame(sample[-1], energies_ev[-1])  # a duplicate after finishing
+    third = acc.finish()
+    np.testing.assert_array_equal(first.valence, kept)
+    assert acc.report["duplicates"] == [float(energies_ev[-1])]
+    assert np.isfinite(third.valence[third.mask]).all()

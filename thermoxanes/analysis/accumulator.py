@@ -33,7 +33,7 @@ from thermoxanes.analysis.fit_kernels import (
     _accumulate_frame_kernel,
     _edge_kernel,
     _lines_kernel,
-    _masked_copy_kernel,
+    _mask_in_place_kernel,
     _valence_kernel,
     _whiteline_kernel,
 )
@@ -145,7 +145,7 @@ class SweepAccumulator:
             "val": pre | set(plan.lcf_index.tolist()),
         }
         self._dirty = {"edge", "wl", "val"}
-        self._out = np.full((N_OUT, *shape), np.nan, dtype=np.float32)
+        self._out: np.ndarray | None = None  # allocated when a read-out is computed
         self._sv = np.ones(shape)
         self._mask = np.zeros(shape, dtype=bool)
         self._all = np.ones(shape, dtype=bool)
@@ -262,7 +262,13 @@ class SweepAccumulator:
             if stage in self._dirty and self._deps[stage].issubset(self._used):
                 self._compute(stage)
 
+    def _outputs(self) -> np.ndarray:
+        if self._out is None:
+            self._out = np.full((N_OUT, *self.frame_shape), np.nan, dtype=np.float32)
+        return self._out
+
     def _lines(self) -> None:
+        self._outputs()
         p = self.plan
         _lines_kernel(self._acc, p.n_pre, p.pre_st, p.pre_stt, p.jump_k_sigma,
                       self._out[OUT_JUMP], self._out[OUT_JUMP_S], self._sv, self._mask)
@@ -270,7 +276,7 @@ class SweepAccumulator:
     def _compute(self, stage: str) -> None:
         """Compute one read-out for every pixel (unmasked; the mask is applied last)."""
         p = self.plan
-        out = self._out
+        out = self._outputs()
         if stage == "edge":
             self._lines()
             _edge_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._all,
@@ -353,8 +359,12 @@ class SweepAccumulator:
             if stage in self._dirty:
                 self._compute(stage)
         # Jump and mask are current: any later pre- or post-edge frame re-dirties "edge".
-        out = np.empty_like(self._out)
-        _masked_copy_kernel(self._out, self._mask, out)
+        # The maps take the output array itself (masked in place, no copy); the
+        # accumulator starts a fresh one and recomputes everything if asked again.
+        out = self._outputs()
+        _mask_in_place_kernel(out, self._mask)
+        self._out = None
+        self._dirty = {"edge", "wl", "val"}
         return maps_from_out(out, self._mask.copy(), self.plan, self._shifts.copy(),
                              self.config)
 

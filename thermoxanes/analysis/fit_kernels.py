@@ -637,11 +637,12 @@ def _valence_kernel(acc, sv, todo, out_v, out_s):
 
 
 @njit(parallel=True, cache=True)
-def _masked_copy_kernel(src, mask, dst):
-    """``dst = src`` (N_OUT, H, W), NaN outside ``mask`` except the edge-jump rows."""
-    n_out, n_h, n_w = src.shape
+def _mask_in_place_kernel(out, mask):
+    """Set ``out`` (N_OUT, H, W) to NaN outside ``mask``, except the edge-jump rows."""
+    n_out, n_h, n_w = out.shape
     for y in prange(n_h):
-        for o in range(n_out):
-            keep_all = o == OUT_JUMP or o == OUT_JUMP_S
-            for x in range(n_w):
-                dst[o, y, x] = src[o, y, x] if (keep_all or mask[y, x]) else np.nan
+        for x in range(n_w):
+            if not mask[y, x]:
+                for o in range(n_out):
+                    if o != OUT_JUMP and o != OUT_JUMP_S:
+                        out[o, y, x] = np.nan
