@@ -37,7 +37,7 @@ from thermoxanes.analysis.fit_kernels import (
     _valence_kernel,
     _whiteline_kernel,
 )
-from thermoxanes.analysis.fit_plan import N_ACC, make_plan
+from thermoxanes.analysis.fit_plan import N_ACC, ROW_REF, make_plan
 from thermoxanes.analysis.maps import XanesMaps
 from thermoxanes.analysis.registration import RunningRegistration, _shift_bilinear
 from thermoxanes.analysis.validation import check_frame_shape
@@ -117,9 +117,11 @@ class SweepAccumulator:
         )
         self.saturation_adu = saturation_adu
         n_e = self.energies_ev.size
-        self._lin = np.ascontiguousarray(self.plan.lin_coef.T)
-        self._var = np.ascontiguousarray(self.plan.var_coef.T)
-        self._acc = np.zeros((shape[0], N_ACC, shape[1]))
+        # float32 sums: half the memory traffic per frame and at the finish; the pre-edge
+        # scatter is the only difference of large sums (it sets the mask, not a sigma).
+        self._lin = np.ascontiguousarray(self.plan.lin_coef.T, dtype=np.float32)
+        self._var = np.ascontiguousarray(self.plan.var_coef.T, dtype=np.float32)
+        self._acc = np.zeros((shape[0], N_ACC, shape[1]), dtype=np.float32)
         n_blk = self.plan.blk_hi - self.plan.blk_lo
         # Frames of the edge / white-line block, (H, n_blk, W): contiguous per row.
         self._blk_mu = np.full((shape[0], n_blk, shape[1]), np.nan, dtype=np.float32)
@@ -134,6 +136,7 @@ class SweepAccumulator:
             RunningRegistration(shape, self.config.upsample) if self.config.register else None
         )
         self._registered: set[int] = set()
+        self._ref_set = False
         self._zero = np.zeros(shape, dtype=np.float32)
         self._dtype_saturation = np.inf
         plan = self.plan
@@ -248,6 +251,10 @@ class SweepAccumulator:
                 _shift_bilinear(mu, self._shifts[i, 0], self._shifts[i, 1], False, mu_s)
                 _shift_bilinear(var, self._shifts[i, 0], self._shifts[i, 1], True, var_s)
                 mu, var = mu_s, var_s
+        if not self._ref_set and self.plan.in_pre[i]:
+            # Per-pixel offset of the pre-edge sums (keeps the float32 scatter exact).
+            self._acc[:, ROW_REF, :] = np.nan_to_num(mu)
+            self._ref_set = True
         _accumulate_frame_kernel(mu, var, self._lin[i], self._var[i], self.plan.in_pre[i],
                                  self._acc)
         self._used[i] = (mu, var)

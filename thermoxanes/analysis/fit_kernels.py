@@ -593,12 +593,17 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
 
 @njit(parallel=True, cache=True)
 def _accumulate_frame_kernel(mu, var, lin_c, var_c, in_pre, acc):
-    """Add one frame ``mu`` (H, W) with variance ``var`` to ``acc``, in place."""
+    """Add one frame ``mu`` (H, W) with variance ``var`` to ``acc``, in place.
+
+    The pre-edge sums are offset by the row ``ROW_REF`` of ``acc`` (set by the caller
+    before the first pre-edge frame, then fixed).
+    """
     n_h, n_w = mu.shape
     for y in prange(n_h):
-        vtmp = np.empty(n_w)
-        zero = np.zeros(n_w)
-        _accumulate_row(mu[y], var[y], zero, False, lin_c, var_c, in_pre, acc[y], vtmp)
+        vtmp = np.empty(n_w, dtype=acc.dtype)
+        a = acc[y]
+        ref = a[ROW_REF].copy()
+        _accumulate_row(mu[y], var[y], ref, False, lin_c, var_c, in_pre, a, vtmp)
 
 
 @njit(parallel=True, cache=True)
