@@ -152,3 +152,27 @@ def test_corrupt_frames_flagged_masked_and_safe_state_run_not_fitted(beamline, s
     assert safe["data"]["heater_setpoint_c"] == 25.0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(summary["sweeps"]) == 2 and summary["heater_safe_state"][0]["exit_path"]
+
+
+def test_restarted_service_appends_to_the_summary_it_finds(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps(
+        {"sweeps": [{"sweep_index": 0, "complete": True}],
+         "heater_safe_state": [{"run_uid": "x", "exit_path": "abort"}]}))
+    service = AnalysisService("tcp://127.0.0.1:1", out, figures=False)
+    try:
+        assert service.summary == [{"sweep_index": 0, "complete": True}]
+        assert service.fitted_here == 0
+        service._record({"sweep_index": 2, "complete": True})
+    finally:
+        service.close()
+    content = json.loads((out / "summary.json").read_text())
+    assert [s["sweep_index"] for s in content["sweeps"]] == [0, 2]
+    assert content["heater_safe_state"][0]["exit_path"] == "abort"
+    # an unreadable summary is kept aside, never silently overwritten
+    (out / "summary.json").write_text("{not json")
+    service = AnalysisService("tcp://127.0.0.1:1", out, figures=False)
+    service.close()
+    assert service.summary == []
+    assert list(out.glob("summary.unreadable-*.json"))
