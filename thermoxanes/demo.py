@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from thermoxanes.plans.energy_grid import xanes_energy_grid
-from thermoxanes.plans.heating import HeatingProgram, heating_series
+from thermoxanes.plans.heating import HeaterLimits, HeatingProgram, heating_series
 from thermoxanes.profiles.beamline import Beamline, build_beamline
 from thermoxanes.profiles.schema import load_profile
 from thermoxanes.storage.catalog import EmbeddedCatalog, how_to_open
@@ -60,7 +60,7 @@ class TruthWriter:
         self._start: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "start":
+        if name == "start" and doc.get("plan_name") == "xanes_sweep":
             truth = self.world.truth()
             self._start[doc["uid"]] = (self.world.drift_um(), truth["valence"], truth)
         elif name == "stop" and doc["run_start"] in self._start:
@@ -91,6 +91,7 @@ class Progress:
         self.t0 = time.monotonic()
         self.sweeps_done = 0
         self._primary: set[str] = set()
+        self._sweeps: set[str] = set()
         self._points = 0
         self._sweep_index = 0
 
@@ -102,7 +103,8 @@ class Progress:
         return f"{left:4.0f} s"
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "start":
+        if name == "start" and doc.get("plan_name") == "xanes_sweep":
+            self._sweeps.add(doc["uid"])
             self._points = 0
             self._sweep_index = int(doc.get("sweep_index", 0))
         elif name == "descriptor" and doc.get("name") == "primary":
@@ -118,7 +120,7 @@ class Progress:
                       f"T = {data.get('heater_temperature_c', float('nan')):6.1f} C, "
                       f"beamtime {sim_min:6.1f} min, time left ~{self._eta()}",
                       file=self.stream, flush=True)
-        elif name == "stop":
+        elif name == "stop" and doc.get("run_start") in self._sweeps:
             self.sweeps_done += 1
 
 
@@ -171,10 +173,13 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
               file=stream, flush=True)
         analysis = _start_analysis(publisher.endpoint, opts, num_sweeps)
         RE = RunEngine({})
+        # Order matters: the truth file must exist before the stop document is published,
+        # and the publisher comes before the catalog writer so that a failing catalog
+        # cannot keep documents from the analysis.
         RE.subscribe(TruthWriter(beamline.world, opts.out / "truth"))
-        RE.subscribe(catalog.writer(batch_size=opts.batch_size))
         RE.subscribe(publisher)
         RE.subscribe(Progress(num_sweeps, energies.size, stream))
+        RE.subscribe(catalog.writer(batch_size=opts.batch_size))
         uids = RE(heating_series(
             beamline.camera, beamline.mono, beamline.sample_x, beamline.shutter,
             beamline.heater, beamline.clock, program, energies,
@@ -182,9 +187,12 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
             n_darks=profile.acquisition.n_darks, n_flats=profile.acquisition.n_flats,
             sample_out_offset_um=profile.sample_stage.out_offset_um,
             safe_temperature_c=profile.heater.safe_temperature_c,
+            limits=HeaterLimits.from_profile(profile.heater),
+            safe_state=profile.heater.safe_state,
             md={"sample": beamline.world.preset.name, "profile": profile.name},
         ))
-        print(f"  acquisition done: {len(uids)} runs, beamtime "
+        print(f"  acquisition done: {num_sweeps} sweeps, heater safe at "
+              f"{beamline.world.heater.temperature_c:.0f} C, beamtime "
               f"{beamline.world.clock.now() / 3600:.2f} h simulated; waiting for the analysis",
               file=stream, flush=True)
         publisher.flush(timeout_s=60.0)

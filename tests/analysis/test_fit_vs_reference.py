@@ -34,7 +34,7 @@ def test_random_spectra_match_reference(energies_ev, rng, method):
     mu = synthetic_mu(energies_ev, valence, rng.uniform(0.05, 0.4, (5, 6)),
                       shift_ev=rng.uniform(-1, 1))
     mu = (mu + rng.normal(0.0, 0.01, mu.shape)).astype(np.float32)
-    cfg = FitConfig(register=False, whiteline_method=method)
+    cfg = FitConfig(max_valence_sigma=np.inf, register=False, whiteline_method=method)
     maps = fit_stack(mu, energies_ev, cfg)
     ref = reference_fit(mu, energies_ev, cfg, sigma_pixels=6)
     _compare(maps, ref, sigma_pixels=6)
@@ -46,7 +46,7 @@ def test_given_variance_matches_reference(energies_ev, rng):
     var = rng.uniform(1e-5, 4e-5, mu.shape)
     mu = (mu + rng.normal(0.0, 1.0, mu.shape) * np.sqrt(var)).astype(np.float32)
     var = var.astype(np.float32)
-    cfg = FitConfig(register=False)
+    cfg = FitConfig(max_valence_sigma=np.inf, register=False)
     maps = fit_stack(mu, energies_ev, cfg, variance=var)
     ref = reference_fit(mu, energies_ev, cfg, variance=var, sigma_pixels=5)
     _compare(maps, ref, sigma_pixels=5)
@@ -65,7 +65,7 @@ def test_nan_flat_and_edge_at_border(energies_ev, rng):
                                shift_ev=-9.0)[:, 0, :]  # edge right at the border
     mu[:, 4, :] = synthetic_mu(energies_ev, np.full((1, 6), 2.0), 0.3,
                                shift_ev=9.5)[:, 0, :]  # edge near the window end
-    cfg = FitConfig(register=False)
+    cfg = FitConfig(max_valence_sigma=np.inf, register=False)
     maps = fit_stack(mu, energies_ev, cfg)
     ref = reference_fit(mu, energies_ev, cfg, sigma_pixels=0)
     _compare(maps, ref, sigma_pixels=0)
@@ -79,7 +79,7 @@ def test_nan_flat_and_edge_at_border(energies_ev, rng):
 def test_noise_free_valence_exact(energies_ev):
     valence = np.linspace(2.0, 4.0, 16).reshape(4, 4)
     mu = synthetic_mu(energies_ev, valence, 0.3).astype(np.float32)
-    maps = fit_stack(mu, energies_ev, FitConfig(register=False))
+    maps = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False))
     np.testing.assert_allclose(maps.valence, valence, atol=1e-3)
     assert maps.mask.all()
 
@@ -87,8 +87,8 @@ def test_noise_free_valence_exact(energies_ev):
 def test_calibration_shift_applied(energies_ev):
     valence = np.full((2, 2), 2.6)
     mu = synthetic_mu(energies_ev, valence, 0.3, shift_ev=0.8).astype(np.float32)
-    off = fit_stack(mu, energies_ev, FitConfig(register=False))
-    on = fit_stack(mu, energies_ev, FitConfig(register=False, calibration_shift_ev=0.8))
+    off = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False))
+    on = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False, calibration_shift_ev=0.8))
     np.testing.assert_allclose(on.valence, 2.6, atol=1e-3)
     assert np.all(np.abs(off.valence - 2.6) > 0.1)
 
@@ -106,7 +106,7 @@ def test_counts_with_bad_flats_match_reference(energies_ev, rng):
     sample[40, 3, 3] = 65535.0  # saturated sample
     mu, var, bad = correct_counts(sample, flat, dark, saturation_adu=65535.0)
     assert bad[:, 0, 0].all() and bad[7, 1, 1] and bad[30, 2, 2] and bad[40, 3, 3]
-    cfg = FitConfig(register=False)
+    cfg = FitConfig(max_valence_sigma=np.inf, register=False)
     maps = fit_stack(mu, energies_ev, cfg, variance=var)
     ref = reference_fit(mu, energies_ev, cfg, variance=var, sigma_pixels=4)
     _compare(maps, ref, sigma_pixels=4)

@@ -52,6 +52,11 @@ class FitConfig:
         Sub-pixel upsampling factor of the phase correlation (1/upsample pixel).
     gain_adu_per_photon : float
         Detector gain (ADU per detected photon) for the Poisson variance of raw counts.
+    max_valence_sigma : float
+        Mask: pixels whose valence uncertainty exceeds this (valence units) are left out
+        of every map. Where the Ni edge is barely above the noise the linear combination
+        fit's valence is a ratio of two noisy numbers and can run to any value; such a
+        pixel says nothing about the chemistry. ``inf`` keeps them.
     """
 
     pre_edge_ev: tuple[float, float] = (8200.0, 8320.0)
@@ -67,6 +72,7 @@ class FitConfig:
     register: bool = True
     upsample: int = 20
     gain_adu_per_photon: float = 1.0
+    max_valence_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("pre_edge_ev", "post_edge_ev", "edge_window_ev", "whiteline_window_ev",
@@ -91,6 +97,9 @@ class FitConfig:
             raise ValueError(
                 f"FitConfig.gain_adu_per_photon: {self.gain_adu_per_photon} must be > 0"
             )
+        if not self.max_valence_sigma > 0:
+            raise ValueError(
+                f"FitConfig.max_valence_sigma: {self.max_valence_sigma} must be > 0")
         if self.whiteline_halfwidth_ev <= 0:
             raise ValueError("FitConfig.whiteline_halfwidth_ev must be > 0")
 

@@ -14,7 +14,17 @@ from thermoxanes.analysis.validation import check_energies, check_stack
 
 def maps_from_out(out: np.ndarray, mask: np.ndarray, plan: FitPlan, shifts: np.ndarray,
                   config: FitConfig) -> XanesMaps:
-    """Wrap kernel output rows ``out`` (N_OUT, H, W) as :class:`XanesMaps`."""
+    """Wrap kernel output rows ``out`` (N_OUT, H, W) as :class:`XanesMaps`.
+
+    Pixels whose valence sigma exceeds ``config.max_valence_sigma`` leave the mask and
+    their maps (all but the edge jump and its sigma) become NaN.
+    """
+    with np.errstate(invalid="ignore"):
+        undefined = mask & (out[7] > config.max_valence_sigma)
+    if undefined.any():
+        mask = mask & ~undefined
+        for row in (0, 1, 2, 3, 6, 7):
+            out[row][undefined] = np.nan
     return XanesMaps(
         edge_energy=out[0],
         edge_energy_sigma=out[1],

@@ -127,9 +127,14 @@ def build_beamline(
     shutter = sim.SimShutter(name="shutter", advance=advance)
     rotation = sim.SimRotation(name="rotation", advance=advance, limits=(-180.0, 180.0))
     heater = sim.SimHeater(name="heater", world=world)
-    heater.max_temperature_c.put(profile.heater.max_temperature_c)
-    heater.tolerance_c.put(profile.heater.tolerance_c)
-    heater.settle_s.put(profile.heater.settle_s)
+    hs = profile.heater
+    heater.max_temperature_c.put(hs.max_temperature_c)
+    heater.max_ramp_rate_c_per_min.put(hs.max_ramp_rate_c_per_min)
+    heater.max_setpoint_step_c.put(hs.max_setpoint_step_c)
+    heater.safe_temperature_c.put(hs.safe_temperature_c)
+    heater.safe_state.put(hs.safe_state)
+    heater.tolerance_c.put(hs.tolerance_c)
+    heater.settle_s.put(hs.settle_s)
     clock = sim.SimClockDevice(name="clock", world=world)
     ring = sim.SimRingCurrent(name="ring", world=world)
     camera = sim.SimCamera(name="camera", world=world, mono=mono, sample_stage=stage,

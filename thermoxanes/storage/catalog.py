@@ -114,7 +114,9 @@ def how_to_open(directory: str | os.PathLike) -> str:
     return (
         "from thermoxanes.storage.catalog import EmbeddedCatalog\n"
         f"cat = EmbeddedCatalog({str(directory)!r})   # serves it on 127.0.0.1 (tiled)\n"
-        "run = cat.runs[-1]                            # or cat.runs[uid]\n"
+        "from tiled.queries import Key\n"
+        "sweeps = cat.runs.search(Key('plan_name') == 'xanes_sweep')\n"
+        "run = sweeps[-1]                              # the last sweep, or cat.runs[uid]\n"
         "frames = run['primary']['camera_image'].read()  # (energies, H, W) uint16\n"
         "print(run.metadata['start']['sweep_index'], frames.shape)\n"
         "# maps stored by `thermoxanes analyze --catalog-dir` (docs/storage.md):\n"
