@@ -180,7 +180,7 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
         RE.subscribe(publisher)
         RE.subscribe(Progress(num_sweeps, energies.size, stream))
         RE.subscribe(catalog.writer(batch_size=opts.batch_size))
-        uids = RE(heating_series(
+        RE(heating_series(
             beamline.camera, beamline.mono, beamline.sample_x, beamline.shutter,
             beamline.heater, beamline.clock, program, energies,
             readables=[beamline.rotation, beamline.ring],

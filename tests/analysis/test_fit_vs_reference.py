@@ -88,7 +88,8 @@ def test_calibration_shift_applied(energies_ev):
     valence = np.full((2, 2), 2.6)
     mu = synthetic_mu(energies_ev, valence, 0.3, shift_ev=0.8).astype(np.float32)
     off = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False))
-    on = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False, calibration_shift_ev=0.8))
+    on = fit_stack(mu, energies_ev, FitConfig(max_valence_sigma=np.inf, register=False,
+                                              calibration_shift_ev=0.8))
     np.testing.assert_allclose(on.valence, 2.6, atol=1e-3)
     assert np.all(np.abs(off.valence - 2.6) > 0.1)
 
