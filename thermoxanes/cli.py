@@ -24,6 +24,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(DemoOptions(
         out=out, size=args.size, preset=args.preset, seed=args.seed, hold_s=args.hold_min * 60,
         sweeps_per_hold=args.sweeps_per_hold, rate_c_per_min=args.rate_c_per_min,
+        monitor=args.monitor, monitor_port=args.monitor_port,
     ))
     fitted = [s for s in summary["sweeps"] if s.get("complete")]
     return 0 if len(fitted) == len(summary["sweeps"]) and fitted else 1
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hold-min", type=float, default=20.0, help="hold length (minutes)")
     demo.add_argument("--sweeps-per-hold", type=int, default=1)
     demo.add_argument("--rate-c-per-min", type=float, default=5.0, help="ramp rate (C/min)")
+    demo.add_argument("--monitor", action="store_true",
+                      help="serve the live monitor page while the demo runs")
+    demo.add_argument("--monitor-port", type=int, default=8765, help="port of the monitor")
     demo.set_defaults(func=_cmd_demo)
 
     analyze = sub.add_parser("analyze", help="the analysis service: fit sweeps as they stream")

@@ -43,6 +43,8 @@ class DemoOptions:
     profile: str = "sim"
     batch_size: int = 20
     analysis_timeout_s: float = 300.0
+    monitor: bool = False
+    monitor_port: int = 8765
 
 
 class TruthWriter:
@@ -124,7 +126,16 @@ class Progress:
             self.sweeps_done += 1
 
 
-def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int) -> subprocess.Popen:
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int,
+                    maps_endpoint: str | None = None) -> subprocess.Popen:
     analysis_dir = opts.out / "analysis"
     analysis_dir.mkdir(parents=True, exist_ok=True)
     ready = analysis_dir / "ready"
@@ -133,6 +144,8 @@ def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int) -> subpro
            "--out", str(analysis_dir), "--truth-dir", str(opts.out / "truth"),
            "--max-sweeps", str(num_sweeps), "--idle-timeout-s", "60",
            "--ready-file", str(ready), "--catalog-dir", str(opts.out)]
+    if maps_endpoint:
+        cmd += ["--maps-endpoint", maps_endpoint]
     log = open(analysis_dir / "analysis.log", "w")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120.0
@@ -168,10 +181,17 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
     publisher = Publisher("tcp://127.0.0.1:*", frame_lookup=beamline.camera.frame_lookup,
                           header_keys=beamline.header_keys)
     analysis = None
+    monitor = None
     try:
         print(f"  starting the analysis service (separate process) on {publisher.endpoint}",
               file=stream, flush=True)
-        analysis = _start_analysis(publisher.endpoint, opts, num_sweeps)
+        maps_endpoint = f"tcp://127.0.0.1:{_free_tcp_port()}" if opts.monitor else None
+        analysis = _start_analysis(publisher.endpoint, opts, num_sweeps, maps_endpoint)
+        if opts.monitor:
+            from thermoxanes.monitor.server import start_monitor
+
+            monitor = start_monitor(maps_endpoint, publisher.endpoint, port=opts.monitor_port)
+            print(f"  live monitor: {monitor.url}", file=stream, flush=True)
         RE = RunEngine({})
         # Order matters: the truth file must exist before the stop document is published,
         # and the publisher comes before the catalog writer so that a failing catalog
@@ -197,6 +217,10 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
               file=stream, flush=True)
         publisher.flush(timeout_s=60.0)
         analysis.wait(timeout=opts.analysis_timeout_s)
+    except BaseException:
+        if monitor is not None:
+            monitor.close()
+        raise
     finally:
         if analysis is not None and analysis.poll() is None:
             analysis.terminate()
@@ -204,10 +228,22 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
         catalog.close()
     summary_path = opts.out / "analysis" / "summary.json"
     if not summary_path.exists():
+        if monitor is not None:
+            monitor.close()
         raise RuntimeError(f"the analysis service wrote no summary; see "
                            f"{opts.out / 'analysis' / 'analysis.log'}")
     summary = json.loads(summary_path.read_text())
     _print_summary(summary, opts, time.monotonic() - t_start, stream)
+    if monitor is not None:
+        print(f"\nThe monitor keeps serving {monitor.url}; Ctrl-C to end.", file=stream,
+              flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            monitor.close()
     return summary
 
 
