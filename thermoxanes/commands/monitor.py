@@ -14,6 +14,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if args.duration_s is not None and args.duration_s <= 0:
         raise ValueError(f"--duration-s must be positive, got {args.duration_s}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # the page's health panel counts socket re-creations; no log line every 10 s of silence
+    logging.getLogger("thermoxanes.streaming.subscriber").setLevel(logging.WARNING)
     config = MonitorConfig(pixel_size_um=args.pixel_size_um,
                            max_display_px=args.max_display_px)
     handle = start_monitor(args.maps_endpoint, args.data_endpoint, host=args.host,
