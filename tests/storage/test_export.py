@@ -78,11 +78,13 @@ def test_fit_of_the_fxi_export_matches_the_live_maps(stored_series, fxi_export, 
         assert refit.config == live.config
         assert (refit.mask == live.mask).mean() > 0.95
         both = refit.mask & live.mask
-        assert both.sum() > 50
+        # 32x32 frames: only pixels with a defined valence (sigma <= 0.5) are in the mask
+        assert both.sum() >= 20
         assert np.abs(refit.registration_shifts - live.registration_shifts).max() <= 0.25
-        for name, limit_ev in (("edge_energy", 0.3), ("whiteline_energy", 0.1)):
+        for name in ("edge_energy", "whiteline_energy"):
             diff = np.abs(getattr(refit, name)[both] - getattr(live, name)[both])
-            assert np.nanmedian(diff) < limit_ev, name
+            z_e = diff / getattr(live, name + "_sigma")[both]
+            assert np.nanmedian(z_e) < 0.5, name  # well within each pixel's own noise
         z = np.abs(refit.valence[both] - live.valence[both]) / live.valence_sigma[both]
         assert np.nanmedian(z) < 0.2
 

@@ -21,6 +21,7 @@ from typing import Any
 from ophyd import Component as Cpt
 from ophyd import DerivedSignal, Device, EpicsSignal, EpicsSignalRO, Signal
 from ophyd import FormattedComponent as FCpt
+from ophyd.sim import FakeEpicsSignal, fake_device_cache
 from ophyd.status import DeviceStatus, StatusBase
 from ophyd.utils import LimitError
 
@@ -52,8 +53,8 @@ HEATER_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-class LimitedRampSignal(EpicsSignal):
-    """Ramp-rate signal (°C/min) that refuses rates outside ``(0, max_ramp_rate_c_per_min]``."""
+class _RampLimit:
+    """Refuse ramp rates outside ``(0, parent.max_ramp_rate_c_per_min]`` (°C/min)."""
 
     def check_value(self, value: Any) -> None:
         super().check_value(value)
@@ -66,6 +67,19 @@ class LimitedRampSignal(EpicsSignal):
         """Check the limits here, so a bad rate raises before the status exists."""
         self.check_value(value)
         return super().set(value, **kwargs)
+
+
+class LimitedRampSignal(_RampLimit, EpicsSignal):
+    """Ramp-rate signal (°C/min) that refuses rates outside ``(0, max_ramp_rate_c_per_min]``."""
+
+
+class FakeLimitedRampSignal(_RampLimit, FakeEpicsSignal):
+    """What ``ophyd.sim.make_fake_device`` substitutes for :class:`LimitedRampSignal`:
+    the same limit check, no Channel Access (a real channel opened in mock mode would sit
+    in CA's search back-off and delay the real IOC's connection later in the process)."""
+
+
+fake_device_cache[LimitedRampSignal] = FakeLimitedRampSignal
 
 
 class TemperatureController(Device):

@@ -232,26 +232,6 @@ def build_sim_ioc(profile: Profile, *, size: int | None = None, seed: int | None
     return SimBeamlineIOC(world, config)
 
 
-def _register_fake_signals() -> None:
-    """Teach ``make_fake_device`` our ``EpicsSignal`` subclasses.
-
-    ophyd fakes only the signal classes it knows; a subclass (e.g. a ramp-rate signal that
-    checks limits) would otherwise stay a real ``EpicsSignal`` and open a Channel Access
-    channel even in mock mode, whose search then backs off for minutes.
-    """
-    from ophyd import EpicsSignal, EpicsSignalRO
-    from ophyd.sim import FakeEpicsSignal, FakeEpicsSignalRO, fake_device_cache
-
-    pending = [EpicsSignal, EpicsSignalRO]
-    while pending:
-        base = pending.pop()
-        for sub in base.__subclasses__():
-            pending.append(sub)
-            if sub not in fake_device_cache and sub.__module__.startswith("thermoxanes."):
-                read_only = issubclass(sub, EpicsSignalRO)
-                fake_device_cache[sub] = FakeEpicsSignalRO if read_only else FakeEpicsSignal
-
-
 def _epics_classes(mock: bool) -> dict[str, type]:
     from thermoxanes import devices as dev
     from thermoxanes.devices.motion import LimitedEpicsMotor
@@ -266,7 +246,6 @@ def _epics_classes(mock: bool) -> dict[str, type]:
     if mock:
         from ophyd.sim import make_fake_device
 
-        _register_fake_signals()
         classes = {k: make_fake_device(v) for k, v in classes.items()}
     classes["wallclock"] = dev.WallClock
     return classes
