@@ -127,14 +127,7 @@ def build_beamline(
     shutter = sim.SimShutter(name="shutter", advance=advance)
     rotation = sim.SimRotation(name="rotation", advance=advance, limits=(-180.0, 180.0))
     heater = sim.SimHeater(name="heater", world=world)
-    hs = profile.heater
-    heater.max_temperature_c.put(hs.max_temperature_c)
-    heater.max_ramp_rate_c_per_min.put(hs.max_ramp_rate_c_per_min)
-    heater.max_setpoint_step_c.put(hs.max_setpoint_step_c)
-    heater.safe_temperature_c.put(hs.safe_temperature_c)
-    heater.safe_state.put(hs.safe_state)
-    heater.tolerance_c.put(hs.tolerance_c)
-    heater.settle_s.put(hs.settle_s)
+    _apply_heater_settings(heater, profile.heater)
     clock = sim.SimClockDevice(name="clock", world=world)
     ring = sim.SimRingCurrent(name="ring", world=world)
     camera = sim.SimCamera(name="camera", world=world, mono=mono, sample_stage=stage,
@@ -232,6 +225,17 @@ def build_sim_ioc(profile: Profile, *, size: int | None = None, seed: int | None
     return SimBeamlineIOC(world, config)
 
 
+#: Heater settings of the profile's ``[heater]`` section copied onto the heater device.
+_HEATER_SETTINGS = ("max_temperature_c", "max_ramp_rate_c_per_min", "max_setpoint_step_c",
+                    "safe_temperature_c", "safe_state", "tolerance_c", "settle_s")
+
+
+def _apply_heater_settings(heater: Any, section: Any) -> None:
+    """Copy the profile's heater limits, safe state and settling onto ``heater``."""
+    for name in _HEATER_SETTINGS:
+        getattr(heater, name).put(getattr(section, name))
+
+
 def _epics_classes(mock: bool) -> dict[str, type]:
     from thermoxanes import devices as dev
     from thermoxanes.devices.motion import LimitedEpicsMotor
@@ -280,14 +284,7 @@ def build_epics_beamline(profile: Profile, data_dir: str | Path, *, mock: bool =
                              open_value=ep.shutter.open_value, timeout_s=ep.shutter.timeout_s)
     heater = cls[f"heater:{ep.heater.model}"](ep.heater.prefix, name="heater",
                                               loop=ep.heater.loop, time_scale=1.0 / speed)
-    hs = profile.heater
-    heater.max_temperature_c.put(hs.max_temperature_c)
-    heater.max_ramp_rate_c_per_min.put(hs.max_ramp_rate_c_per_min)
-    heater.max_setpoint_step_c.put(hs.max_setpoint_step_c)
-    heater.safe_temperature_c.put(hs.safe_temperature_c)
-    heater.safe_state.put(hs.safe_state)
-    heater.tolerance_c.put(hs.tolerance_c)
-    heater.settle_s.put(hs.settle_s)
+    _apply_heater_settings(heater, profile.heater)
     ring = cls["ring"](name="ring", current_pv=ep.ring_current)
     if ep.clock:
         clock = cls["clock"](name="clock", time_pv=ep.clock + "Time-I",
