@@ -34,16 +34,25 @@ _TITLE_JS = """
 _STATE_JS = """
 () => {
   const doc = window.Bokeh.documents[0];
-  const finite = (name) => {
+  const finite = (name) => {  // the map's numbers (the image itself is RGBA)
+    const data = doc.get_model_by_name(name).data;
+    if (!data.value || !data.value.length) { return 0; }
+    let n = 0;
+    for (const v of data.value[0]) { if (Number.isFinite(v)) { n += 1; } }
+    return n;
+  };
+  const opaque = (name) => {  // drawn pixels: alpha byte set (NaN pixels are clear)
     const data = doc.get_model_by_name(name).data;
     if (!data.image || !data.image.length) { return 0; }
     let n = 0;
-    for (const v of data.image[0]) { if (Number.isFinite(v)) { n += 1; } }
+    for (const v of data.image[0]) { if ((v >>> 24) === 255) { n += 1; } }
     return n;
   };
   const by = (name) => doc.get_model_by_name(name);
   return {
     valence_pixels: finite('valence_source'),
+    valence_opaque: opaque('valence_source'),
+    valence_sweep: by('valence_source').data.sweep,
     differential_pixels: finite('differential_source'),
     outlines: by('significant_source').data.xs.length,
     histograms: by('histogram_source').data.xs.length,
@@ -159,7 +168,10 @@ def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, series
         first = _wait(lambda: _drawn(page), "the valence map drawn with data")[0]
         page.screenshot(path=str(tmp_path / "sweep0.png"), full_page=True)
         state = page.evaluate(_STATE_JS)
-        assert state["valence_pixels"] > 0.5 * series.mask.sum() / 1  # binned 1:1 at 64x64
+        # 64x64 is shown 1:1: one number and one coloured pixel per pixel of the particle
+        assert state["valence_pixels"] == series.mask.sum()
+        assert state["valence_opaque"] == series.mask.sum()
+        assert state["valence_sweep"] == [0]
         assert state["differential_pixels"] == 0
 
         # a second viewer at the same time

@@ -137,3 +137,127 @@ def test_sequence_tracker_without_skipping_counts_every_hole():
     tracker.accept(_doc(5, "start", {}))
     tracker.accept(_doc(7, "stop", {}))
     assert (tracker.gaps, tracker.missed) == (1, 1)
+
+
+def _random_map(shape, seed=3):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(3.0, 0.6, shape).astype(np.float32)
+    values[rng.random(shape) < 0.1] = np.nan
+    values[0, :3] = [np.inf, -np.inf, np.nan]
+    mask = rng.random(shape) > 0.2
+    return values, mask
+
+
+def test_reduce_kernel_equals_numpy_reference():
+    from thermoxanes.monitor import _kernels
+
+    values, mask = _random_map((67, 50))
+    edges = np.linspace(1.5, 4.5, 151)
+    values[5, 5], values[6, 6], values[7, 7] = 1.5, 4.5, 4.52  # edges and beyond
+    mask[5, 5] = mask[6, 6] = mask[7, 7] = True
+    for factor in (1, 3, 4):
+        display, counts = _kernels.reduce_map(values, mask, True, factor, edges)
+        masked = np.where(mask & np.isfinite(values), values, np.nan)
+        reference = block_reduce(masked, factor)
+        assert display.shape == reference.shape
+        np.testing.assert_array_equal(np.isnan(display), np.isnan(reference))
+        np.testing.assert_allclose(display, reference, rtol=1e-5, equal_nan=True)
+        expected, _ = np.histogram(masked[np.isfinite(masked)], bins=edges)
+        np.testing.assert_array_equal(counts, expected)
+    # without a mask, and without a histogram (published by the analysis service)
+    display, counts = _kernels.reduce_map(values, np.ones((1, 1), bool), False, 2,
+                                          np.zeros(1))
+    finite = np.where(np.isfinite(values), values, np.nan)
+    np.testing.assert_allclose(display, block_reduce(finite, 2), rtol=1e-5, equal_nan=True)
+    assert counts.size == 0
+
+
+def test_significance_and_colour_kernels():
+    from thermoxanes.monitor import _kernels
+
+    z, mask = _random_map((33, 40))
+    z = (z - 3.0) * 6.0
+    sig, n = _kernels.significance(z, mask, True, 3.0, 4)
+    full = (np.abs(np.nan_to_num(z, nan=0.0)) > 3.0) & mask
+    assert n == full.sum() > 0
+    np.testing.assert_array_equal(sig, block_reduce(full, 4, how="max"))
+    lut = _kernels.rgba_lut(["#000000", "#ff0000", "#00ff00", "#0000ff"])
+    assert lut[1] == 0xFF0000FF and lut[3] == 0xFFFF0000  # R in the lowest byte
+    values = np.array([[np.nan, -1.0, 0.0, 0.24, 0.26, 0.5, 0.99, 1.0, 7.0]], np.float32)
+    rgba = _kernels.colormap(values, 0.0, 1.0, lut)
+    # as Bokeh's LinearColorMapper: 4 equal bins, clamped at both ends; NaN transparent
+    assert rgba[0].tolist() == [0] + [int(lut[k]) for k in (0, 0, 0, 1, 2, 3, 3, 3)]
+
+
+def test_display_maps_are_coloured_and_outlined(series):
+    state = MonitorState(MonitorConfig(max_display_px=32))
+    for _ in range(2):
+        state.handle_map_update(*series.next())
+    maps = state.maps
+    inside = np.isfinite(maps.valence)
+    assert maps.valence_rgba.shape == (32, 32) and maps.valence_rgba.dtype == np.uint32
+    np.testing.assert_array_equal((maps.valence_rgba >> 24) == 255, inside)
+    assert maps.differential_rgba is not None and maps.differential_bound > 0
+    assert maps.extent == (64.0, 64.0)  # pixels: no pixel size known
+    # one contour level (lines separated by NaN) around the oxidised patch, in the map
+    assert len(maps.outline["xs"]) == 1
+    xs = np.asarray(maps.outline["xs"][0])
+    patch_x = 0.35 * 64
+    assert 0 < np.nanmin(xs) < patch_x < np.nanmax(xs) < 64
+
+
+def test_published_histograms_are_used_and_summaries_join_the_series(series):
+    state = MonitorState()
+    seen: list[str] = []
+    state.add_listener(seen.append)
+    header, arrays = series.next()
+    edges = np.linspace(2.0, 4.0, 5)
+    arrays["valence_histogram"] = np.array([0, 10, 30, 0], np.int64)
+    arrays["valence_histogram_edges"] = edges
+    state.handle_map_update(header, arrays)
+    record = state.sweeps[-1]
+    np.testing.assert_array_equal(record.valence_edges, edges)
+    np.testing.assert_allclose(record.valence_density, [0, 0.5, 1.5, 0])  # not recomputed
+    # an earlier sweep as a late joiner's snapshot offers it: histograms only
+    summary = {"sweep_index": 7, "run_uid": "r7", "series_uid": "other", "summary": True,
+               "temperature_c": 150.0, "mean_valence": 3.1,
+               "differential": {"against_sweep": 6, "mean_delta_valence": -0.1}}
+    seen.clear()
+    maps_before = state.maps
+    state.handle_map_update(summary, {
+        "valence_histogram": np.array([5, 5], np.int64),
+        "valence_histogram_edges": np.array([3.0, 3.1, 3.2]),
+        "differential_histogram": np.array([1, 3], np.int64),
+        "differential_histogram_edges": np.array([-0.2, -0.1, 0.0])})
+    assert seen == ["series"] and state.maps is maps_before
+    record = state.sweeps[-1]
+    assert (record.sweep_index, record.temperature_c, record.against_sweep) == (7, 150.0, 6)
+    np.testing.assert_allclose(record.delta_density, [2.5, 7.5])
+    # a summary without histograms, or a broken histogram, is ignored
+    state.handle_map_update(dict(summary, sweep_index=8), {})
+    state.handle_map_update(dict(summary, sweep_index=9), {
+        "valence_histogram": np.ones(3), "valence_histogram_edges": np.ones(4)})
+    assert len(state.sweeps) == 2
+
+
+def test_percentiles_from_counts():
+    from thermoxanes.monitor.state import percentiles_from_counts
+
+    edges = np.linspace(0.0, 10.0, 11)
+    lo, hi = percentiles_from_counts(np.ones(10), edges, (1, 99))
+    assert lo == pytest.approx(0.1) and hi == pytest.approx(9.9)
+    assert percentiles_from_counts(np.zeros(10), edges, (1, 99)) is None
+
+
+def test_progress_names_a_run_that_is_not_a_sweep():
+    state = MonitorState()
+    state.handle_document("start", {"uid": "abcdef123456", "plan_name": "heater_safe_state",
+                                    "num_sweeps": 4, "sweep_uids": ["a", "b", "c", "d"]})
+    p = state.progress
+    assert p.plan_name == "heater_safe_state" and p.sweep_index is None
+    assert p.fraction == 1.0
+    from thermoxanes.monitor.app import MonitorView
+
+    text = MonitorView._progress_html(vars(p).copy(), p.fraction)
+    assert "heater_safe_state" in text and "abcdef12" not in text
+    assert "4 of 4" in text

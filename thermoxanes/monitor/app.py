@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from bokeh.document import Document
-from bokeh.layouts import column, row
 from bokeh.models import (
     ColorBar,
     ColumnDataSource,
@@ -36,17 +35,42 @@ from bokeh.models import (
     Span,
 )
 from bokeh.models.annotations.dimensional import Metric, MetricLength
-from bokeh.palettes import Plasma256, RdBu11, Viridis256
+from bokeh.palettes import Plasma256
 from bokeh.plotting import figure
-from bokeh.plotting.contour import contour_data
 
-from thermoxanes.monitor.state import DisplayMaps, MonitorState, SweepRecord
+from thermoxanes.monitor.state import (
+    DIFFERENTIAL_PALETTE,
+    VALENCE_PALETTE,
+    DisplayMaps,
+    MonitorState,
+    SweepRecord,
+)
 
 MAP_WIDTH_PX = 360
 PUSH_PERIOD_MS = 500
 SECONDARY_DELAY_MS = 150
+HEALTH_EVERY = 2  # the health panel is rebuilt every HEALTH_EVERY pushes (1 s)
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
-_DIVERGING = list(RdBu11)  # low (reduction) blue .. high (oxidation) red
+_EMPTY_IMAGE = {"image": [], "value": [], "sweep": [], "x": [], "y": [], "dw": [], "dh": []}
+
+#: The page: the roots (named panels) arranged in rows with plain CSS.
+PAGE_TEMPLATE = """
+{% block contents %}
+<style>
+  .txm-page { display: flex; flex-direction: column; gap: 6px; padding: 4px; }
+  .txm-row { display: flex; flex-direction: row; gap: 6px; align-items: flex-start; }
+</style>
+<div class="txm-page">
+  <div class="txm-row">{{ embed(roots['txm-header']) }}{{ embed(roots['progress']) }}</div>
+  <div class="txm-row">{{ embed(roots['txm-valence-map']) }}
+    {{ embed(roots['txm-differential-map']) }}{{ embed(roots['health']) }}</div>
+  <div class="txm-row">{{ embed(roots['txm-histograms']) }}
+    {{ embed(roots['txm-delta-histograms']) }}</div>
+  <div class="txm-row">{% for name in series_figures %}{{ embed(roots[name]) }}{% endfor %}</div>
+  <div class="txm-row">{{ embed(roots['txm-temperature']) }}</div>
+</div>
+{% endblock %}
+"""
 
 #: Browser-side: when the websocket is lost, poll the page until the server answers,
 #: then reload (a restarted monitor gets a fresh session; nothing to click).
@@ -95,19 +119,35 @@ def _temperature_colour(temperature: float | None, lo: float, hi: float) -> str:
     return Plasma256[min(255, max(0, index))]
 
 
-def _ridgelines(records: list[SweepRecord], edges: np.ndarray, which: str,
+def _ridgelines(records: list[SweepRecord], which: str, default_edges: np.ndarray,
                 lo_t: float, hi_t: float) -> tuple[dict[str, list], list[float], dict, tuple]:
-    """Patches (one per sweep) stacked by sweep order: the histogram evolution."""
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    chosen = [(r, getattr(r, which)) for r in records if getattr(r, which) is not None]
-    peak = max((float(d.max()) for _, d in chosen if d.size), default=0.0)
+    """Patches (one per sweep) stacked by sweep order: the histogram evolution.
+
+    Each sweep's density is drawn over its own bin edges (a publisher's histograms may
+    differ from the monitor's own).
+    """
+    edges_attr = "valence_edges" if which == "valence_density" else "delta_edges"
+    chosen = []
+    for r in records:
+        density = getattr(r, which)
+        if density is None:
+            continue
+        edges = getattr(r, edges_attr)
+        edges = default_edges if edges is None else edges
+        if len(edges) == len(density) + 1:
+            chosen.append((r, density, edges))
+    peak = max((float(d.max()) for _, d, _ in chosen if d.size), default=0.0)
     scale = 1.2 / peak if peak > 0 else 1.0
     data: dict[str, list] = {"xs": [], "ys": [], "color": [], "label": [], "mean": []}
     ticks: list[float] = []
     labels: dict[float, str] = {}
-    used = np.zeros(len(centres), dtype=bool)
-    for offset, (record, density) in enumerate(chosen):
-        used |= density > 0
+    lo_x, hi_x = math.inf, -math.inf
+    for offset, (record, density, edges) in enumerate(chosen):
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        used = np.flatnonzero(density > 0)
+        if used.size:
+            lo_x = min(lo_x, float(edges[used[0]]))
+            hi_x = max(hi_x, float(edges[used[-1] + 1]))
         xs = np.concatenate([[centres[0]], centres, [centres[-1]]])
         ys = offset + np.concatenate([[0.0], density * scale, [0.0]])
         data["xs"].append(xs)
@@ -122,11 +162,10 @@ def _ridgelines(records: list[SweepRecord], edges: np.ndarray, which: str,
         ticks.append(float(offset))
         labels[float(offset)] = label if len(chosen) <= 12 or offset % max(
             1, len(chosen) // 12) == 0 else ""
-    if used.any():
-        idx = np.flatnonzero(used)
-        x_span = (float(edges[idx[0]]), float(edges[idx[-1] + 1]))
+    if lo_x < hi_x:
+        x_span = (lo_x, hi_x)
     else:
-        x_span = (float(edges[0]), float(edges[-1]))
+        x_span = (float(default_edges[0]), float(default_edges[-1]))
     return data, ticks, labels, x_span
 
 
@@ -153,6 +192,8 @@ class MonitorView:
         self._pending = threading.Event()
         self._pending_series = threading.Event()
         self._shape: tuple[int, int] | None = None
+        self._maps_pushed_at = -math.inf
+        self._refreshes = 0
         self._build()
         self._listener = self._on_state_change
         state.add_listener(self._listener)
@@ -176,32 +217,35 @@ class MonitorView:
         return fig
 
     def _build(self) -> None:
-        empty_image = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+        # "image": the display map coloured in the monitor (RGBA), "value": its numbers
+        # (for hover); the browser only draws, it never colour-maps
+        empty_image = dict(_EMPTY_IMAGE)
         # latest valence map
         self.valence_source = ColumnDataSource(dict(empty_image), name="valence_source")
-        self.valence_mapper = LinearColorMapper(palette=Viridis256, low=2.0, high=4.0,
-                                                nan_color=(0, 0, 0, 0))
+        # the colour bars' mappers: the same palettes and ranges the monitor colours with
+        self.valence_mapper = LinearColorMapper(palette=list(VALENCE_PALETTE), low=2.0,
+                                                high=4.0, nan_color=(0, 0, 0, 0))
         self.valence_fig = self._map_figure("Ni valence: waiting for a map update",
                                             "txm-valence-map")
-        self.valence_fig.image(image="image", x="x", y="y", dw="dw", dh="dh",
-                               source=self.valence_source, color_mapper=self.valence_mapper)
+        self.valence_fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh",
+                                    source=self.valence_source)
         self.valence_fig.add_layout(ColorBar(color_mapper=self.valence_mapper,
                                              title="Ni valence", width=12), "right")
-        self.valence_fig.add_tools(HoverTool(tooltips=[("valence", "@image{0.000}")]))
+        self.valence_fig.add_tools(HoverTool(tooltips=[("valence", "@value{0.000}")]))
         self.valence_scale = ScaleBar(range=self.valence_fig.x_range, location="bottom_left",
                                       bar_length=0.25, background_fill_alpha=0.6)
         self.valence_fig.add_layout(self.valence_scale)
         # differential map with significant pixels outlined
         self.diff_source = ColumnDataSource(dict(empty_image), name="differential_source")
-        self.diff_mapper = LinearColorMapper(palette=_DIVERGING, low=-0.1, high=0.1,
-                                             nan_color=(0, 0, 0, 0))
+        self.diff_mapper = LinearColorMapper(palette=list(DIFFERENTIAL_PALETTE), low=-0.1,
+                                             high=0.1, nan_color=(0, 0, 0, 0))
         self.diff_fig = self._map_figure("Differential: from the second sweep on",
                                          "txm-differential-map")
-        self.diff_fig.image(image="image", x="x", y="y", dw="dw", dh="dh",
-                            source=self.diff_source, color_mapper=self.diff_mapper)
+        self.diff_fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh",
+                                 source=self.diff_source)
         self.diff_fig.add_layout(ColorBar(color_mapper=self.diff_mapper, title="Δ valence",
                                           width=12), "right")
-        self.diff_fig.add_tools(HoverTool(tooltips=[("Δ valence", "@image{+0.000}")]))
+        self.diff_fig.add_tools(HoverTool(tooltips=[("Δ valence", "@value{+0.000}")]))
         self.sig_source = ColumnDataSource({"xs": [], "ys": []}, name="significant_source")
         self.diff_fig.multi_line(xs="xs", ys="ys", source=self.sig_source, line_color="black",
                                  line_width=1.2, legend_label="|z| > 3")
@@ -210,8 +254,7 @@ class MonitorView:
         self.diff_scale = ScaleBar(range=self.diff_fig.x_range, location="bottom_left",
                                    bar_length=0.25, background_fill_alpha=0.6)
         self.diff_fig.add_layout(self.diff_scale)
-        # status panels
-        # fixed sizes: text changes then never re-run the page layout
+        # status panels (fixed sizes, each its own root: a text change lays out only it)
         self.progress_div = Div(text="", width=900, height=60, name="progress",
                                 css_classes=["txm-progress"])
         self.health_div = Div(text="", width=330, height=400, name="health",
@@ -275,13 +318,16 @@ class MonitorView:
         self.trace_fig.legend.location = "top_left"
         self.header_div = Div(text="<h2 style='margin:4px 0'>thermoxanes live monitor</h2>",
                               width=300, height=60)
-        self.doc.add_root(column(
-            row(self.header_div, self.progress_div),
-            row(self.valence_fig, self.diff_fig, self.health_div),
-            row(self.hist_fig, self.delta_fig),
-            row(*self.series_figs),
-            self.trace_fig,
-        ))
+        self.header_div.name = "txm-header"
+        # Every panel is a root of its own, placed by the page template: a change in one
+        # (a status text, a title, a colour range) re-runs only that panel's layout in
+        # the browser, never the whole page's (which repainted every plot).
+        for model in (self.header_div, self.progress_div, self.valence_fig, self.diff_fig,
+                      self.health_div, self.hist_fig, self.delta_fig, *self.series_figs,
+                      self.trace_fig):
+            self.doc.add_root(model)
+        self.doc.template = PAGE_TEMPLATE
+        self.doc.template_variables["series_figures"] = [f.name for f in self.series_figs]
 
     # -- updates ------------------------------------------------------------------------
     def _on_state_change(self, part: str) -> None:
@@ -303,7 +349,16 @@ class MonitorView:
     def _schedule_series(self) -> None:
         # a moment after the maps, so the browser paints the map first
         self._pending_series.clear()
-        self.doc.add_timeout_callback(self.refresh, SECONDARY_DELAY_MS)
+        self.doc.add_timeout_callback(self._push_series, SECONDARY_DELAY_MS)
+
+    def _push_series(self) -> None:
+        with self.state.lock:
+            series_version = self.state.series_version
+            records = list(self.state.sweeps)
+            origin = self.state.time_origin_s
+        if series_version != self._series_version:
+            self._series_version = series_version
+            self._update_series(records, origin)
 
     def _refresh_from_push(self) -> None:
         # the maps first, on their own: the browser paints them before it has to redo
@@ -313,8 +368,12 @@ class MonitorView:
             maps_version = self.state.maps_version
             maps = self.state.maps
         if maps is not None and maps_version != self._maps_version:
-            self._maps_version = maps_version
-            self._update_maps(maps)
+            self._push_maps(maps_version, maps)
+
+    def _push_maps(self, version: int, maps: DisplayMaps) -> None:
+        self._maps_version = version
+        self._maps_pushed_at = time.monotonic()
+        self._update_maps(maps)
 
     def _on_destroyed(self, _context: Any) -> None:
         self.state.remove_listener(self._listener)
@@ -338,9 +397,11 @@ class MonitorView:
             progress = vars(state.progress).copy()
             fraction = state.progress.fraction
         if maps is not None and maps_version != self._maps_version:
-            self._maps_version = maps_version
-            self._update_maps(maps)
-        if series_version != self._series_version:
+            self._push_maps(maps_version, maps)
+        # histograms and series a moment after the maps (the timeout scheduled by the
+        # "series" notification takes them then), so that the browser draws the map first
+        if series_version != self._series_version and \
+                time.monotonic() - self._maps_pushed_at >= SECONDARY_DELAY_MS / 1000.0:
             self._series_version = series_version
             self._update_series(records, origin)
         if epoch != self._trace_epoch:
@@ -349,21 +410,22 @@ class MonitorView:
         elif trace_t:
             self.trace_source.stream(self._trace_data(trace_t, trace_c, origin))
         self._trace_sent = trace_total
-        # status texts age (silence, rates): rebuilt every period; Bokeh sends only changes
+        # status texts age (silence, rates): progress every period, health every other;
+        # Bokeh sends only what changed
         self._data_version = data_version
         self.progress_div.text = self._progress_html(progress, fraction)
-        self.health_div.text = self._health_html()
+        self._refreshes += 1
+        if self._refreshes % HEALTH_EVERY == 1 or HEALTH_EVERY == 1:
+            self.health_div.text = self._health_html()
 
     @staticmethod
     def _trace_data(times: list[float], temps: list[float], origin: float | None) -> dict:
         origin = origin if origin is not None else (times[0] if times else 0.0)
         return {"time_min": [(t - origin) / 60.0 for t in times], "temperature_c": list(temps)}
 
-    def _set_extent(self, maps: DisplayMaps) -> tuple[float, float, float]:
+    def _set_extent(self, maps: DisplayMaps) -> tuple[float, float]:
+        width, height = maps.extent
         h, w = maps.shape
-        pixel = maps.pixel_size_um
-        unit = pixel if pixel else 1.0
-        width, height = w * unit, h * unit
         if self._shape != (h, w) or self.valence_fig.x_range.end != width:
             self._shape = (h, w)
             for fig, bar in ((self.valence_fig, self.valence_scale),
@@ -371,53 +433,45 @@ class MonitorView:
                 fig.x_range.update(start=0, end=width)
                 fig.y_range.update(start=height, end=0)
                 fig.frame_height = max(120, int(round(MAP_WIDTH_PX * h / w)))
-                if pixel:
+                if maps.pixel_size_um:
                     bar.update(unit="µm", dimensional=MetricLength())
                 else:
                     bar.update(unit="px", dimensional=Metric(base_unit="px", include=["px"]))
-        return width, height, unit
+        return width, height
 
     def _update_maps(self, maps: DisplayMaps) -> None:
-        width, height, _ = self._set_extent(maps)
+        """Push the new maps: everything was computed once in the state, for all views.
+
+        The image data go first (one event per map), so the browser draws them before
+        it re-renders colour bars and titles.
+        """
+        width, height = self._set_extent(maps)
         header = maps.header
         temp = header.get("temperature_c")
         sweep = f"sweep {maps.sweep_index}" if maps.sweep_index is not None else "latest sweep"
         temp_text = f", {temp:.0f} °C" if isinstance(temp, int | float) else ""
-        image = {"image": [maps.valence], "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
-        self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
+        # flipped y range: row 0 at the top, as in the PNG figures
+        index = -1 if maps.sweep_index is None else maps.sweep_index
+        self.valence_source.data = {"image": [maps.valence_rgba], "value": [maps.valence],
+                                    "sweep": [index], "x": [0.0], "y": [0.0],
+                                    "dw": [width], "dh": [height]}
         if maps.valence_span is not None:
             self.valence_mapper.update(low=maps.valence_span[0], high=maps.valence_span[1])
-        # flipped y range: row 0 at the top, as in the PNG figures
-        self.valence_source.data = image
+        self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
         if maps.differential is None:
-            self.diff_source.data = {"image": [], "x": [], "y": [], "dw": [], "dh": []}
+            self.diff_source.data = dict(_EMPTY_IMAGE)
             self.sig_source.data = {"xs": [], "ys": []}
             self.diff_fig.title.text = f"Differential: none yet ({sweep} is the first)"
             return
-        self.diff_source.data = {"image": [maps.differential], "x": [0.0], "y": [0.0],
-                                 "dw": [width], "dh": [height]}
-        finite = maps.differential[np.isfinite(maps.differential)]
-        bound = float(np.percentile(np.abs(finite), 99)) if finite.size else 0.1
-        bound = max(bound, 1e-3)
+        self.diff_source.data = {"image": [maps.differential_rgba],
+                                 "value": [maps.differential], "sweep": [index],
+                                 "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
+        self.sig_source.data = maps.outline
+        bound = maps.differential_bound
         self.diff_mapper.update(low=-bound, high=bound)
-        self.sig_source.data = self._outline(maps, width, height)
         against = f" − sweep {maps.against_sweep}" if maps.against_sweep is not None else ""
         self.diff_fig.title.text = (f"Δ valence, {sweep}{against}: "
                                     f"{maps.n_significant} px with |z| > 3")
-
-    @staticmethod
-    def _outline(maps: DisplayMaps, width: float, height: float) -> dict[str, list]:
-        sig = maps.significant
-        if sig is None or not sig.any():
-            return {"xs": [], "ys": []}
-        h, w = sig.shape
-        padded = np.pad(sig.astype(np.float64), 1)
-        x = (np.arange(-1, w + 1) + 0.5) * width / w
-        y = (np.arange(-1, h + 1) + 0.5) * height / h
-        lines = contour_data(x, y, padded, levels=[0.5], want_fill=False).line_data
-        if lines is None:
-            return {"xs": [], "ys": []}
-        return {"xs": list(lines.xs), "ys": list(lines.ys)}
 
     def _update_series(self, records: list[SweepRecord], origin: float | None) -> None:
         temps = [r.temperature_c for r in records if r.temperature_c is not None]
@@ -429,7 +483,7 @@ class MonitorView:
         for fig, source, which, edges in (
                 (self.hist_fig, self.hist_source, "valence_density", config.valence_edges),
                 (self.delta_fig, self.delta_source, "delta_density", config.delta_edges)):
-            data, ticks, labels, x_span = _ridgelines(records, edges, which, lo_t, hi_t)
+            data, ticks, labels, x_span = _ridgelines(records, which, edges, lo_t, hi_t)
             source.data = data
             # change the existing ticker: a new model would make the document (and each
             # browser) re-index every model
@@ -462,6 +516,11 @@ class MonitorView:
             total = progress["num_sweeps"]
             rows.append(("Sweep", f"{progress['sweep_index'] + 1}"
                          + (f" of {total}" if total else "")))
+        elif progress["plan_name"] is not None:  # a run of the plan that is not a sweep
+            rows.append(("Run", html.escape(progress["plan_name"])))
+            if progress["sweeps_done"] is not None and progress["num_sweeps"]:
+                rows.append(("Sweeps done", f"{progress['sweeps_done']} of "
+                             f"{progress['num_sweeps']}"))
         elif progress["run_uid"] is not None:
             rows.append(("Run", html.escape(str(progress["run_uid"])[:8])))
         if progress["n_energies"]:
@@ -473,8 +532,9 @@ class MonitorView:
             rows.append(("Setpoint", f"{progress['setpoint_c']:.0f} °C"))
         if progress["temperature_c"] is not None:
             rows.append(("Heater", f"{progress['temperature_c']:.1f} °C"))
+        what = "sweep" if progress["sweep_index"] is not None else "run"
         state = ("running" if progress["run_open"] else
-                 (f"sweep ended ({html.escape(progress['exit_status'])})"
+                 (f"{what} ended ({html.escape(progress['exit_status'])})"
                   if progress["exit_status"] else "no run yet"))
         rows.append(("State", state))
         bar = ""

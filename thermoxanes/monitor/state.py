@@ -28,6 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from bokeh.palettes import RdBu11, Viridis256
+
+from thermoxanes.monitor import _kernels
+
+#: Colours of the valence map (low to high valence).
+VALENCE_PALETTE: tuple[str, ...] = tuple(Viridis256)
+#: Colours of the differential map: low (reduction) blue .. high (oxidation) red.
+DIFFERENTIAL_PALETTE: tuple[str, ...] = tuple(RdBu11)
+_VALENCE_LUT = _kernels.rgba_lut(VALENCE_PALETTE)
+_DIFFERENTIAL_LUT = _kernels.rgba_lut(DIFFERENTIAL_PALETTE)
+_NO_EDGES = np.zeros(1)
+_NO_MASK = np.ones((1, 1), dtype=bool)
 
 #: Differential pixels with ``|z|`` above this are marked significant.
 Z_THRESHOLD = 3.0
@@ -171,9 +183,50 @@ def density_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / (total * np.diff(edges))
 
 
+def density_from_counts(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin as a probability density (zeros if there are none)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return np.zeros(len(edges) - 1)
+    return counts / (total * np.diff(edges))
+
+
+def percentiles_from_counts(counts: np.ndarray, edges: np.ndarray,
+                            q: tuple[float, float]) -> tuple[float, float] | None:
+    """Percentiles (0..100) of a histogram, interpolated linearly within bins."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return None
+    cum = np.concatenate([[0.0], np.cumsum(counts)]) / total
+    lo, hi = (float(np.interp(p / 100.0, cum, edges)) for p in q)
+    return lo, hi
+
+
+def published_histogram(arrays: Mapping[str, np.ndarray], name: str
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(counts, edges)`` of ``NAME_histogram`` / ``NAME_histogram_edges`` if valid."""
+    counts = arrays.get(f"{name}_histogram")
+    edges = arrays.get(f"{name}_histogram_edges")
+    if counts is None or edges is None:
+        return None
+    counts = np.asarray(counts)
+    edges = np.asarray(edges, dtype=np.float64)
+    if counts.ndim != 1 or edges.shape != (counts.size + 1,) or counts.size == 0:
+        return None
+    if not (np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0)):
+        return None
+    return counts.astype(np.float64), edges
+
+
 @dataclass
 class DisplayMaps:
     """The latest map update, reduced for the browser.
+
+    Everything a page needs is computed here once, in the receiver thread, for all
+    viewers: the block-averaged maps, their RGBA colours, the colour ranges, the outline
+    of the significant pixels and the extent in plot units.
 
     Attributes
     ----------
@@ -188,7 +241,7 @@ class DisplayMaps:
     pixel_size_um : float or None
         Size of a published pixel.
     valence : numpy.ndarray
-        Display valence map, NaN outside the mask.
+        Display valence map (float32), NaN outside the mask.
     differential : numpy.ndarray or None
         Display differential valence (this sweep minus ``against_sweep``).
     significant : numpy.ndarray or None
@@ -200,6 +253,15 @@ class DisplayMaps:
     valence_span : tuple of float or None
         Colour range of the valence map: the 1st to 99th percentile, widened over all
         sweeps of the series so far so that maps of successive sweeps compare by colour.
+    valence_rgba, differential_rgba : numpy.ndarray or None
+        The display maps coloured (uint32 RGBA, transparent where NaN).
+    differential_bound : float
+        The differential colours span ``-bound .. +bound`` (99th percentile of ``|Δ|``).
+    outline : dict
+        ``{"xs": [...], "ys": [...]}``: contour lines around the significant pixels,
+        in plot units.
+    extent : tuple of float
+        ``(width, height)`` of the map in plot units (µm with a pixel size, else pixels).
     """
 
     sweep_index: int | None
@@ -213,11 +275,22 @@ class DisplayMaps:
     n_significant: int = 0
     against_sweep: int | None = None
     valence_span: tuple[float, float] | None = None
+    valence_rgba: np.ndarray | None = None
+    differential_rgba: np.ndarray | None = None
+    differential_bound: float = 0.1
+    outline: dict[str, list] = field(default_factory=lambda: {"xs": [], "ys": []})
+    extent: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
 class SweepRecord:
-    """What the monitor keeps of one fitted sweep (from its map update)."""
+    """What the monitor keeps of one fitted sweep (from its map update).
+
+    ``valence_density`` and ``delta_density`` are densities over ``valence_edges`` and
+    ``delta_edges``: the publisher's full-resolution histograms when the map update
+    carries them (``valence_histogram``, ...), else the monitor's own over its
+    configured ranges.
+    """
 
     sweep_index: int | None
     run_uid: str | None
@@ -234,6 +307,8 @@ class SweepRecord:
     mean_delta_valence: float | None
     received_at: float
     analysis_lag_s: float | None
+    valence_edges: np.ndarray | None = None
+    delta_edges: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -329,12 +404,18 @@ class Progress:
     run_open: bool = False
     exit_status: str | None = None
     plan_name: str | None = None
+    sweeps_done: int | None = None
 
     @property
     def fraction(self) -> float | None:
         """Fraction of the whole series done (0..1), when the start said how long."""
-        if self.num_sweeps is None or self.num_sweeps <= 0 or self.sweep_index is None:
+        if self.num_sweeps is None or self.num_sweeps <= 0:
             return None
+        if self.sweep_index is None:
+            # a run of the series that is not a sweep (e.g. heater_safe_state at the end)
+            if self.sweeps_done is None:
+                return None
+            return min(1.0, self.sweeps_done / self.num_sweeps)
         within = 0.0
         if self.run_open and self.n_energies:
             within = min(1.0, self.n_primary / self.n_energies)
@@ -377,6 +458,8 @@ class MonitorState:
         self._stop_received_at: dict[str, float] = {}
         self._pixel_size_um: float | None = self.config.pixel_size_um
         self._valence_span: tuple[str | None, float, float] | None = None
+        self._valence_edges = self.config.valence_edges
+        self._delta_edges = self.config.delta_edges
 
     # -- listeners ----------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
@@ -420,71 +503,121 @@ class MonitorState:
 
         In two steps, each followed by a notification: the display maps first
         (``"maps"``), then the histograms and the series entry (``"series"``), so that
-        views can push the new map before the rest is computed.
+        views can push the new map before the rest is handled.
+
+        A map update without a ``valence`` map but with ``summary: true`` and a
+        ``valence_histogram`` (a late joiner's snapshot of an earlier sweep,
+        docs/protocol.md section 7) only adds its sweep to the series and histograms.
         """
         received_at = time.time() if received_at is None else received_at
-        if "valence" not in arrays:
-            return
         cfg = self.config
-        valence = np.asarray(arrays["valence"], dtype=np.float32)
-        if valence.ndim != 2:
+        pub_valence = published_histogram(arrays, "valence")
+        pub_delta = published_histogram(arrays, "differential")
+        valence = arrays.get("valence")
+        if valence is None or np.ndim(valence) != 2 or min(np.shape(valence)) == 0:
+            if header.get("summary") is True and pub_valence is not None:
+                self._widen_span(header, percentiles_from_counts(*pub_valence, (1, 99)))
+                self._add_record(header, pub_valence, pub_delta, received_at)
             return
+        valence = _float32(valence)
         mask = arrays.get("mask")
         mask = np.asarray(mask, dtype=bool) if mask is not None and np.shape(mask) == \
             valence.shape else None
-        if mask is not None:
-            valence = np.where(mask, valence, np.float32(np.nan))
+        use_mask = mask is not None
+        kernel_mask = mask if use_mask else _NO_MASK
         factor = max(1, math.ceil(max(valence.shape) / cfg.max_display_px))
-        pixel = _number(header.get("pixel_size_um")) or self._pixel_size_um
-        differential = arrays.get("differential_valence")
-        z = arrays.get("differential_z")
+        # one pass per map: display block means and (unless published) the histogram
+        display_valence, valence_counts = _kernels.reduce_map(
+            valence, kernel_mask, use_mask, factor,
+            _NO_EDGES if pub_valence is not None else self._valence_edges)
         diff = significant = None
+        delta_counts = None
         n_significant = 0
-        if differential is not None and np.shape(differential) == valence.shape:
-            differential = np.asarray(differential, dtype=np.float32)
-            if mask is not None:
-                differential = np.where(mask, differential, np.float32(np.nan))
-            diff = block_reduce(differential, factor)
+        differential = arrays.get("differential_valence")
+        has_diff = differential is not None and np.shape(differential) == valence.shape
+        if has_diff:
+            diff, delta_counts = _kernels.reduce_map(
+                _float32(differential), kernel_mask, use_mask, factor,
+                _NO_EDGES if pub_delta is not None else self._delta_edges)
+            z = arrays.get("differential_z")
             if z is not None and np.shape(z) == valence.shape:
-                sig = np.abs(np.asarray(z, dtype=np.float32)) > cfg.z_threshold  # NaN: False
-                n_significant = int(np.count_nonzero(sig))
-                significant = block_reduce(sig, factor, how="max")
-        else:
-            differential = None
+                significant, n_significant = _kernels.significance(
+                    _float32(z), kernel_mask, use_mask, float(cfg.z_threshold), factor)
         differential_info = header.get("differential")
         against = None
-        mean_delta = None
+        if isinstance(differential_info, Mapping):
+            against_value = differential_info.get("against_sweep")
+            against = int(against_value) if isinstance(against_value, int) else None
+        sweep_value = header.get("sweep_index")
+        sweep_index = int(sweep_value) if isinstance(sweep_value, int) else None
+        run_uid = header.get("run_uid") if isinstance(header.get("run_uid"), str) else None
+        pixel = _number(header.get("pixel_size_um")) or self._pixel_size_um
+        unit = pixel if pixel else 1.0
+        h, w = valence.shape
+        width, height = w * unit, h * unit
+        display = DisplayMaps(
+            sweep_index=sweep_index, header=dict(header), shape=(h, w),
+            factor=factor, pixel_size_um=pixel, valence=display_valence,
+            differential=diff, significant=significant, n_significant=int(n_significant),
+            against_sweep=against, extent=(width, height))
+        finite = display_valence[np.isfinite(display_valence)]
+        span = None
+        if finite.size:
+            lo, hi = np.percentile(finite, [1, 99])
+            span = (float(lo), float(hi))
+        display.valence_span = self._widen_span(header, span)
+        lo, hi = display.valence_span or (2.0, 4.0)
+        display.valence_rgba = _kernels.colormap(display_valence, lo, hi, _VALENCE_LUT)
+        if diff is not None:
+            finite = np.abs(diff[np.isfinite(diff)])
+            bound = float(np.percentile(finite, 99)) if finite.size else 0.1
+            display.differential_bound = bound = max(bound, 1e-3)
+            display.differential_rgba = _kernels.colormap(diff, -bound, bound,
+                                                          _DIFFERENTIAL_LUT)
+            if significant is not None:
+                display.outline = outline_lines(significant, width, height)
+        with self.lock:
+            self.maps = display
+            self.maps_version += 1
+            stop_at = self._stop_received_at.pop(run_uid, None) if run_uid else None
+        self._notify("maps")
+        if pub_valence is None:
+            pub_valence = (valence_counts, self._valence_edges)
+        if has_diff and pub_delta is None:
+            pub_delta = (delta_counts, self._delta_edges)
+        self._add_record(header, pub_valence, pub_delta if has_diff else None, received_at,
+                         analysis_lag_s=(received_at - stop_at) if stop_at is not None
+                         else None)
+
+    def _widen_span(self, header: Mapping[str, Any], span: tuple[float, float] | None
+                    ) -> tuple[float, float] | None:
+        """Widen the series' valence colour range by ``span``; return the range."""
+        series_uid = header.get("series_uid") if isinstance(header.get("series_uid"), str) \
+            else None
+        with self.lock:
+            if span is not None:
+                lo, hi = span
+                old = self._valence_span
+                if old is not None and old[0] == series_uid:
+                    lo, hi = min(lo, old[1]), max(hi, old[2])
+                self._valence_span = (series_uid, lo, max(hi, lo + 1e-3))
+            return None if self._valence_span is None else self._valence_span[1:]
+
+    def _add_record(self, header: Mapping[str, Any],
+                    valence_hist: tuple[np.ndarray, np.ndarray],
+                    delta_hist: tuple[np.ndarray, np.ndarray] | None, received_at: float,
+                    analysis_lag_s: float | None = None) -> None:
+        differential_info = header.get("differential")
+        against = mean_delta = None
         if isinstance(differential_info, Mapping):
             against_value = differential_info.get("against_sweep")
             against = int(against_value) if isinstance(against_value, int) else None
             mean_delta = _number(differential_info.get("mean_delta_valence"))
         sweep_value = header.get("sweep_index")
-        sweep_index = int(sweep_value) if isinstance(sweep_value, int) else None
         run_uid = header.get("run_uid") if isinstance(header.get("run_uid"), str) else None
-        series_uid = header.get("series_uid") if isinstance(header.get("series_uid"), str) \
-            else None
-        display_valence = block_reduce(valence, factor)
-        display = DisplayMaps(
-            sweep_index=sweep_index, header=dict(header), shape=tuple(valence.shape),
-            factor=factor, pixel_size_um=pixel, valence=display_valence,
-            differential=diff, significant=significant, n_significant=n_significant,
-            against_sweep=against)
-        finite = display_valence[np.isfinite(display_valence)]
-        with self.lock:
-            if finite.size:
-                lo, hi = (float(v) for v in np.percentile(finite, [1, 99]))
-                old = self._valence_span
-                if old is not None and old[0] == series_uid:
-                    lo, hi = min(lo, old[1]), max(hi, old[2])
-                self._valence_span = (series_uid, lo, max(hi, lo + 1e-3))
-            if self._valence_span is not None:
-                display.valence_span = self._valence_span[1:]
-            self.maps = display
-            self.maps_version += 1
-            stop_at = self._stop_received_at.pop(run_uid, None) if run_uid else None
-        self._notify("maps")
         record = SweepRecord(
-            sweep_index=sweep_index, run_uid=run_uid,
+            sweep_index=int(sweep_value) if isinstance(sweep_value, int) else None,
+            run_uid=run_uid,
             temperature_c=_number(header.get("temperature_c")),
             time_s=_number(header.get("time_s")),
             mean_edge_energy_ev=_number(header.get("mean_edge_energy_ev")),
@@ -492,12 +625,12 @@ class MonitorState:
             mean_valence=_number(header.get("mean_valence")),
             median_valence_sigma=_number(header.get("median_valence_sigma")),
             std_valence=_number(header.get("std_valence")),
-            valence_density=density_histogram(valence, cfg.valence_edges),
-            delta_density=None if differential is None
-            else density_histogram(differential, cfg.delta_edges),
+            valence_density=density_from_counts(*valence_hist),
+            valence_edges=valence_hist[1],
+            delta_density=None if delta_hist is None else density_from_counts(*delta_hist),
+            delta_edges=None if delta_hist is None else delta_hist[1],
             against_sweep=against, mean_delta_valence=mean_delta,
-            received_at=received_at,
-            analysis_lag_s=(received_at - stop_at) if stop_at is not None else None,
+            received_at=received_at, analysis_lag_s=analysis_lag_s,
         )
         if record.time_s is not None:
             self.elapsed_min(record.time_s)
@@ -540,6 +673,8 @@ class MonitorState:
                 n_energies=n_energies, setpoint_c=_number(doc.get("setpoint_c")),
                 temperature_c=self.progress.temperature_c, run_open=True,
                 plan_name=doc.get("plan_name") if isinstance(doc.get("plan_name"), str)
+                else None,
+                sweeps_done=len(doc["sweep_uids"]) if isinstance(doc.get("sweep_uids"), list)
                 else None,
             )
             return True
@@ -649,3 +784,24 @@ def _pick(data: Mapping[str, Any], suffixes: tuple[str, ...]) -> float | None:
                 if number is not None:
                     return number
     return None
+
+
+def _float32(array: Any) -> np.ndarray:
+    array = np.asarray(array)
+    return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def outline_lines(significant: np.ndarray, width: float, height: float) -> dict[str, list]:
+    """Contour lines around the ``True`` pixels of a display mask, in plot units."""
+    from bokeh.plotting.contour import contour_data
+
+    if not significant.any():
+        return {"xs": [], "ys": []}
+    h, w = significant.shape
+    padded = np.pad(significant.astype(np.float64), 1)
+    x = (np.arange(-1, w + 1) + 0.5) * width / w
+    y = (np.arange(-1, h + 1) + 0.5) * height / h
+    lines = contour_data(x, y, padded, levels=[0.5], want_fill=False).line_data
+    if lines is None:
+        return {"xs": [], "ys": []}
+    return {"xs": list(lines.xs), "ys": list(lines.ys)}
