@@ -44,6 +44,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     service = AnalysisService(
         args.endpoint, args.out, maps_endpoint=args.maps_endpoint, config=FitConfig(),
         truth_dir=args.truth_dir, snapshot_endpoint=args.snapshot_endpoint,
+        maps_snapshot_endpoint=args.maps_snapshot_endpoint,
         figures=not args.no_figures, result_sinks=sinks,
     )
     service.run(max_sweeps=args.max_sweeps, idle_timeout_s=args.idle_timeout_s,
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", default="analysis_output", help="output folder")
     analyze.add_argument("--maps-endpoint", default=None,
                          help="bind here and publish a map update per sweep")
+    analyze.add_argument("--maps-snapshot-endpoint", default=None,
+                         help="bind a snapshot endpoint for the map updates (late joiners "
+                              "such as a monitor get every earlier sweep's histograms)")
     analyze.add_argument("--truth-dir", default=None, help="ground-truth maps (simulations)")
     analyze.add_argument("--max-sweeps", type=int, default=None, help="exit after N sweeps")
     analyze.add_argument("--idle-timeout-s", type=float, default=None,

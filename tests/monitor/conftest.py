@@ -21,11 +21,14 @@ class SyntheticSeries:
     """Map updates of a heating series on a 64x64 disk-shaped particle.
 
     The particle reduces from sweep to sweep; from sweep 1 on a square patch oxidises
-    instead, with a large z-score there (the significant pixels).
+    instead, with a large z-score there (the significant pixels).  With ``histograms``
+    the updates also carry the full-resolution histograms and ``summary_arrays``, as the
+    analysis service sends them.
     """
 
-    def __init__(self, size: int = 64, seed: int = 0) -> None:
+    def __init__(self, size: int = 64, seed: int = 0, histograms: bool = False) -> None:
         self.size = size
+        self.histograms = histograms
         self.rng = np.random.default_rng(seed)
         yy, xx = np.mgrid[:size, :size]
         c = size / 2
@@ -71,6 +74,12 @@ class SyntheticSeries:
             }
             arrays["differential_valence"] = delta
             arrays["differential_z"] = z
+        if self.histograms:
+            from thermoxanes.streaming.analysis_service import map_histograms
+
+            extra = map_histograms(valence, arrays.get("differential_valence"), self.mask)
+            arrays.update(extra)
+            header["summary_arrays"] = list(extra)
         self.previous = valence
         self.index += 1
         return header, arrays
@@ -84,10 +93,15 @@ def series() -> SyntheticSeries:
 
 @pytest.fixture
 def publishers():
-    """``(maps_publisher, data_publisher)`` bound to free loopback ports."""
+    """``(maps_publisher, data_publisher)`` bound to free loopback ports.
+
+    The maps publisher also has a snapshot endpoint (``maps.snapshot_endpoint``), as
+    ``thermoxanes analyze --maps-snapshot-endpoint`` binds.
+    """
     from thermoxanes.streaming.publisher import Publisher
 
-    maps = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.2)
+    maps = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.2,
+                     snapshot_endpoint="tcp://127.0.0.1:*")
     data = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.2)
     yield maps, data
     maps.close()

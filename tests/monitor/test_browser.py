@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from tests.monitor.conftest import SyntheticSeries
 from thermoxanes.monitor import start_monitor
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -146,9 +147,11 @@ def _send_sweep_documents(pub, sweep_index: int, num_sweeps: int, temperature_c:
                  "exit_status": "success", "num_events": {"primary": 5}})
 
 
-def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, series, tmp_path):
+def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, tmp_path):
     maps_pub, data_pub = publishers
-    handle = start_monitor(maps_pub.endpoint, data_pub.endpoint)
+    series = SyntheticSeries(histograms=True)  # as the analysis service sends them
+    handle = start_monitor(maps_pub.endpoint, data_pub.endpoint,
+                           maps_snapshot_endpoint=maps_pub.snapshot_endpoint)
     second = None
     try:
         origin = f"{urlsplit(handle.url).scheme}://{urlsplit(handle.url).netloc}"
@@ -207,15 +210,24 @@ def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, series
         foreign = [u for u in requests if not u.startswith((origin, "data:", "blob:"))]
         assert not foreign, foreign
 
-        # the monitor restarts on the same port: the open page reconnects by itself
+        # the monitor restarts on the same port: the open page reconnects by itself, and
+        # the new monitor, a late joiner, has the earlier sweeps from the snapshot
         port = handle.port
         handle.close()
-        second = _wait(lambda: _try_start(maps_pub.endpoint, data_pub.endpoint, port),
+        second = _wait(lambda: _try_start(maps_pub.endpoint, data_pub.endpoint, port,
+                                          maps_pub.snapshot_endpoint),
                        "the port to be free again")
-        _wait(lambda: second.state.maps_health.messages > 0, "the new subscription")
+        _wait(lambda: len(second.state.sweeps) == 2, "sweeps 0 and 1 from the snapshot")
+        assert [r.sweep_index for r in second.state.sweeps] == [0, 1]
+        assert second.state.maps.sweep_index == 1  # the latest maps came in full
+        _wait_title(page, "sweep 1")
         header, arrays = series.next()
         assert maps_pub.send_map_update(header, arrays)
         _wait_title(page, "sweep 2")
+        state = _wait(lambda: (lambda st: (st,) if st["histograms"] == 3 else None)(
+            page.evaluate(_STATE_JS)), "three histograms after the reconnect")[0]
+        assert state["sweeps"] == 3 and state["delta_histograms"] == 2
+        assert state["valence_sweep"] == [2]
         page.screenshot(path=str(tmp_path / "after_reconnect.png"), full_page=True)
     finally:
         handle.close()
@@ -223,8 +235,9 @@ def test_live_page_draws_maps_updates_and_reconnects(browser, publishers, series
             second.close()
 
 
-def _try_start(maps_endpoint: str, data_endpoint: str, port: int):
+def _try_start(maps_endpoint: str, data_endpoint: str, port: int, snapshot: str):
     try:
-        return start_monitor(maps_endpoint, data_endpoint, port=port)
+        return start_monitor(maps_endpoint, data_endpoint, port=port,
+                             maps_snapshot_endpoint=snapshot)
     except ValueError:
         return None

@@ -21,6 +21,9 @@ from thermoxanes.cli import main
     ["monitor", "--data-endpoint", "tcp://127.0.0.1:5577", "--host", "0.0.0.0"],
     ["monitor", "--data-endpoint", "tcp://127.0.0.1:5577", "--port", "70000"],
     ["monitor", "--data-endpoint", "tcp://127.0.0.1:5577", "--pixel-size-um", "-1"],
+    ["monitor", "--data-endpoint", "tcp://127.0.0.1:5577",
+     "--maps-snapshot-endpoint", "tcp://127.0.0.1:5591"],
+    ["monitor", "--maps-endpoint", "tcp://127.0.0.1:5590", "--maps-snapshot-endpoint", "x"],
 ])
 def test_bad_input_exits_2_with_one_line(argv, capsys):
     assert main(argv) == 2

@@ -80,3 +80,68 @@ def test_maps_feed_takes_map_updates(series):
     finally:
         feed.close()
         pub.close()
+
+
+def test_late_maps_feed_gets_earlier_sweeps_from_the_snapshot():
+    from tests.monitor.conftest import SyntheticSeries
+    from thermoxanes.streaming.snapshot import map_summary
+
+    series = SyntheticSeries(size=48, histograms=True)
+    pub = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.1, snapshot_endpoint="tcp://127.0.0.1:*")
+    updates = [series.next() for _ in range(3)]
+    early = MonitorState()
+    early_feed = Feed("maps", pub.endpoint, early)  # no snapshot: only what comes next
+    early_feed.start()
+    state = MonitorState()
+    feed = plain_feed = None
+    try:
+        _wait(lambda: early.maps_health.messages > 0, "the first subscription")
+        for header, arrays in updates:
+            assert pub.send_map_update(header, arrays)
+        assert pub.flush(timeout_s=10.0)
+        _wait(lambda: len(early.sweeps) == 3, "the first monitor's three sweeps")
+        # a monitor started now, mid-series, and one without the snapshot
+        feed = Feed("maps", pub.endpoint, state, snapshot_endpoint=pub.snapshot_endpoint)
+        feed.start()
+        plain = MonitorState()
+        plain_feed = Feed("maps", pub.endpoint, plain)
+        plain_feed.start()
+        _wait(lambda: len(state.sweeps) == 3, "three sweeps from the snapshot")
+        assert feed.subscriber.stats["snapshot"] == "ok"
+        assert [r.sweep_index for r in state.sweeps] == [0, 1, 2]
+        assert state.maps.sweep_index == 2 and state.maps.valence.shape == (48, 48)
+        # the same histograms and means as the monitor that saw the sweeps live
+        for late, live in zip(state.sweeps, early.sweeps, strict=True):
+            np.testing.assert_array_equal(late.valence_density, live.valence_density)
+            np.testing.assert_array_equal(late.valence_edges, live.valence_edges)
+            assert late.mean_valence == live.mean_valence
+            assert late.temperature_c == live.temperature_c
+            if live.delta_density is None:
+                assert late.delta_density is None
+            else:
+                np.testing.assert_array_equal(late.delta_density, live.delta_density)
+        # then the live stream, without a gap or a repeat
+        _wait(lambda: plain.maps_health.messages > 0, "the plain subscription")
+        assert pub.send_map_update(*series.next())
+        _wait(lambda: len(state.sweeps) == 4, "the next sweep live")
+        assert [r.sweep_index for r in state.sweeps] == [0, 1, 2, 3]
+        assert state.maps_health.gaps == 0
+        _wait(lambda: len(plain.sweeps) == 1, "the next sweep without the snapshot")
+        assert [r.sweep_index for r in plain.sweeps] == [3]  # earlier sweeps unseen
+    finally:
+        early_feed.close()
+        for f in (feed, plain_feed):
+            if f is not None:
+                f.close()
+        pub.close()
+    # a summary is small: the header and the histograms, not the maps
+    header, arrays = SyntheticSeries(size=256, histograms=True).next()
+    from thermoxanes.streaming.protocol import encode_map_update
+
+    parts = encode_map_update(header, arrays, seq=0, publisher="p")
+    summary = map_summary(parts)
+    assert summary is not None
+    assert sum(len(memoryview(p)) for p in summary) < 20_000 < sum(
+        len(memoryview(p)) for p in parts)
+    del header["summary_arrays"]
+    assert map_summary(encode_map_update(header, arrays, seq=0, publisher="p")) is None

@@ -88,6 +88,12 @@ def test_service_fits_sweeps_and_flags_lost_frames(beamline, short_grid, tmp_pat
     arrays = updates[0].arrays
     np.testing.assert_array_equal(arrays["valence"], maps.valence)
     assert updates[0].header["sweep_index"] == 0
+    # with its full-resolution histogram, named for late joiners' snapshots
+    assert updates[0].header["summary_arrays"] == ["valence_histogram",
+                                                   "valence_histogram_edges"]
+    counts, _ = np.histogram(maps.valence[maps.mask & np.isfinite(maps.valence)],
+                             bins=arrays["valence_histogram_edges"])
+    np.testing.assert_array_equal(arrays["valence_histogram"], counts)
     assert (tmp_path / "out" / "figures" / "valence_sweep_000.png").stat().st_size > 1000
 
 

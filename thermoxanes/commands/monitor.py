@@ -19,7 +19,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     config = MonitorConfig(pixel_size_um=args.pixel_size_um,
                            max_display_px=args.max_display_px)
     handle = start_monitor(args.maps_endpoint, args.data_endpoint, host=args.host,
-                           port=args.port, config=config, allow_remote=args.allow_remote)
+                           port=args.port, config=config, allow_remote=args.allow_remote,
+                           maps_snapshot_endpoint=args.maps_snapshot_endpoint)
     print(f"thermoxanes monitor: serving {handle.url} (Ctrl-C to stop)", flush=True)
     if args.url_file:
         with open(args.url_file, "w", encoding="utf-8") as fh:
@@ -53,6 +54,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     parser.add_argument("--maps-endpoint", action="append", default=None,
                         help="analysis service map updates (thermoxanes analyze "
                              "--maps-endpoint); repeatable")
+    parser.add_argument("--maps-snapshot-endpoint", default=None,
+                        help="analysis service map snapshot endpoint (thermoxanes analyze "
+                             "--maps-snapshot-endpoint): show the sweeps before joining")
     parser.add_argument("--data-endpoint", action="append", default=None,
                         help="acquisition publisher (documents, stats); repeatable")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on")

@@ -134,16 +134,21 @@ class Feed:
         Publisher endpoint(s).
     state : MonitorState
         Where messages go.
+    snapshot_endpoint : str, optional
+        The publisher's snapshot endpoint: on connecting, the feed first takes what the
+        publisher kept for late joiners (for map updates: every earlier sweep's
+        histograms and means, and the latest maps; docs/protocol.md, section 7).
     """
 
-    def __init__(self, kind: str, endpoint: str | Sequence[str], state: MonitorState) -> None:
+    def __init__(self, kind: str, endpoint: str | Sequence[str], state: MonitorState,
+                 snapshot_endpoint: str | None = None) -> None:
         if kind not in ("maps", "data"):
             raise ValueError(f"unknown feed {kind!r}")
         self.kind = kind
         self.state = state
         topics = DATA_TOPICS if kind == "data" else None
         self.subscriber = Subscriber(endpoint, topics=topics, rcvhwm=100 if kind == "maps"
-                                     else 10000)
+                                     else 10000, snapshot_endpoint=snapshot_endpoint)
         self.tracker = SequenceTracker(frames_skipped=kind == "data")
         label = endpoint if isinstance(endpoint, str) else ", ".join(endpoint)
         state.update_health(kind, endpoint=label)

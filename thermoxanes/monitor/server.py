@@ -99,6 +99,7 @@ def start_monitor(
     *,
     config: MonitorConfig | None = None,
     allow_remote: bool = False,
+    maps_snapshot_endpoint: str | None = None,
 ) -> MonitorHandle:
     """Start the live monitor and return once its page can be loaded.
 
@@ -118,6 +119,10 @@ def start_monitor(
         Display settings.
     allow_remote : bool
         Permit a non-loopback ``host`` (the page has no authentication).
+    maps_snapshot_endpoint : str, optional
+        The analysis service's map snapshot endpoint (``--maps-snapshot-endpoint`` of
+        ``thermoxanes analyze``): a monitor started mid-series then shows every earlier
+        sweep too (histograms, means) and the latest maps.
 
     Returns
     -------
@@ -149,6 +154,10 @@ def start_monitor(
             endpoints[kind] = values
     if not endpoints:
         raise ValueError("give --maps-endpoint and/or --data-endpoint")
+    if maps_snapshot_endpoint is not None:
+        if "maps" not in endpoints:
+            raise ValueError("a maps snapshot endpoint needs a maps endpoint")
+        _check_endpoint(maps_snapshot_endpoint)
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"bad port {port!r}")
     if not _is_loopback(host) and not allow_remote:
@@ -160,7 +169,8 @@ def start_monitor(
         raise ValueError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from exc
 
     state = MonitorState(config)
-    feeds = [Feed(kind, eps if len(eps) > 1 else eps[0], state)
+    feeds = [Feed(kind, eps if len(eps) > 1 else eps[0], state,
+                  snapshot_endpoint=maps_snapshot_endpoint if kind == "maps" else None)
              for kind, eps in endpoints.items()]
     display_host = f"[{host}]" if ":" in host else host
     origins = [f"{display_host}:{actual_port}", f"localhost:{actual_port}",

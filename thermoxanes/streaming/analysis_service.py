@@ -53,6 +53,35 @@ log = logging.getLogger(__name__)
 #: Map arrays sent in every map-update message.
 PUBLISHED_MAPS = ("valence", "valence_sigma", "edge_energy", "edge_energy_sigma",
                   "whiteline_energy", "edge_jump", "mask")
+#: Bin edges of the full-resolution histograms sent with every map update.
+VALENCE_HISTOGRAM_EDGES = np.linspace(1.5, 4.5, 151)       # 0.02 valence units
+DIFFERENTIAL_HISTOGRAM_EDGES = np.linspace(-2.0, 2.0, 401)  # 0.01 valence units
+
+
+def map_histograms(valence: np.ndarray, differential: np.ndarray | None = None,
+                   mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Full-resolution histograms of a sweep's maps, as sent in its map update.
+
+    Returns ``valence_histogram`` (int64 counts of the finite valences inside ``mask``)
+    and ``valence_histogram_edges`` (float64 bin edges), and the same for
+    ``differential`` (``differential_histogram``, ``differential_histogram_edges``).
+    Values outside the edges are not counted.  These are small (a few kB): a publisher
+    with a snapshot endpoint keeps them for late joiners (``summary_arrays``).
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, values, edges in (("valence", valence, VALENCE_HISTOGRAM_EDGES),
+                                ("differential", differential,
+                                 DIFFERENTIAL_HISTOGRAM_EDGES)):
+        if values is None:
+            continue
+        values = np.asarray(values)
+        keep = np.isfinite(values)
+        if mask is not None and np.shape(mask) == values.shape:
+            keep &= np.asarray(mask, dtype=bool)
+        counts, _ = np.histogram(values[keep], bins=edges)
+        out[f"{name}_histogram"] = counts.astype(np.int64)
+        out[f"{name}_histogram_edges"] = edges
+    return out
 
 
 def _suffix_value(data: dict[str, Any], suffix: str) -> float | None:
@@ -106,6 +135,10 @@ class AnalysisService:
         by the simulator); if present the summary gets the RMS error against it.
     snapshot_endpoint : str, optional
         The publisher's snapshot endpoint, to join a sweep in progress.
+    maps_snapshot_endpoint : str, optional
+        Bind a snapshot endpoint for the map updates there: a late joiner (e.g. a monitor
+        started mid-series) gets the histograms and means of every earlier sweep and the
+        latest maps in full.
     figures : bool
         Write PNG figures.
     result_sinks : sequence of callables, optional
@@ -124,6 +157,7 @@ class AnalysisService:
         config: FitConfig | None = None,
         truth_dir: str | Path | None = None,
         snapshot_endpoint: str | None = None,
+        maps_snapshot_endpoint: str | None = None,
         figures: bool = True,
         result_sinks: Sequence[Callable[[dict[str, Any], XanesMaps, dict[str, Any]], Any]] = (),
     ) -> None:
@@ -138,7 +172,8 @@ class AnalysisService:
         self.figures = figures
         self.result_sinks = list(result_sinks)
         self.subscriber = Subscriber(endpoint, snapshot_endpoint=snapshot_endpoint)
-        self.map_publisher = Publisher(maps_endpoint) if maps_endpoint else None
+        self.map_publisher = Publisher(
+            maps_endpoint, snapshot_endpoint=maps_snapshot_endpoint) if maps_endpoint else None
         self._sweeps: dict[str, _Sweep] = {}
         self._previous: dict[str | None, tuple[XanesMaps, int]] = {}
         self._history: list[tuple[np.ndarray, float, str]] = []
@@ -449,8 +484,13 @@ class AnalysisService:
         if diff is not None:
             arrays["differential_valence"] = diff.delta
             arrays["differential_z"] = diff.z
+        histograms = map_histograms(maps.valence, None if diff is None else diff.delta,
+                                    maps.mask)
+        arrays.update(histograms)
         header = {k: v for k, v in entry.items() if k != "report"}
         header["run_uid"] = sweep.run_uid
+        # what a late joiner's snapshot keeps of this update (docs/protocol.md, 7)
+        header["summary_arrays"] = list(histograms)
         self.map_publisher.send_map_update(header, arrays)
 
     def _load_summary(self) -> None:

@@ -2,7 +2,10 @@
 
 The publisher keeps the state a late subscriber needs to analyse the run in progress:
 the start document, descriptors, resource documents, and the events and frames of the
-calibration streams (``dark`` and ``flat`` by default).  A ROUTER socket bound at the
+calibration streams (``dark`` and ``flat`` by default), and of the map updates sent so
+far the latest in full and, before it, a summary of each earlier one (its header and the
+small arrays its ``summary_arrays`` header field names, e.g. histograms), so that a
+monitor joining mid-series sees every sweep.  A ROUTER socket bound at the
 snapshot endpoint answers each request with those messages, exactly as they were sent
 (same parts, same sequence numbers), followed by a ``snapshot_end`` message whose
 ``seq`` is the last sequence number the state reflects.  The subscriber (which connects
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,16 +42,20 @@ class SnapshotState:
     ----------
     publisher : str
         Publisher identifier, for the ``snapshot_end`` header.
+    max_map_history : int
+        Summaries of earlier map updates kept (the oldest go first).
     """
 
     publisher: str
     max_bytes: int = 1 << 30
+    max_map_history: int = 1000
     run_uid: str | None = None
     retained_bytes: int = 0
     last_seq: int = -1
     omitted: int = 0
     entries: list[tuple[int, list[Any]]] = field(default_factory=list)
     latest_map: tuple[int, list[Any]] | None = None
+    map_history: deque = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(
@@ -77,7 +85,8 @@ class SnapshotState:
         begins_run, ends_run : bool
             For start and stop documents.
         is_map : bool
-            A map update: the latest one is always offered to late joiners.
+            A map update: the latest one is always offered to late joiners, earlier
+            ones as summaries (:func:`map_summary`).
         nbytes : int
             Payload bytes; retained payloads are capped at ``max_bytes`` per run, beyond
             which messages count as omitted.
@@ -86,6 +95,11 @@ class SnapshotState:
             self.last_seq = max(self.last_seq, seq)
             if is_map:
                 self.latest_map = (seq, list(parts))
+                summary = map_summary(parts)
+                if summary is not None:
+                    self.map_history.append((seq, summary))
+                    while len(self.map_history) > self.max_map_history:
+                        self.map_history.popleft()
                 return
             if begins_run:
                 self.run_uid = run_uid
@@ -129,6 +143,8 @@ class SnapshotState:
         with self._lock:
             entries = list(self.entries)
             if self.latest_map is not None:
+                latest = self.latest_map[0]
+                entries.extend(e for e in self.map_history if e[0] != latest)
                 entries.append(self.latest_map)
             entries.sort(key=lambda e: e[0])
             end = encode_snapshot_end(
@@ -139,6 +155,32 @@ class SnapshotState:
             header["run_first_seq"] = self.entries[0][0] if self.entries else None
             end[1] = json.dumps(header, separators=(",", ":")).encode()
             return [parts for _, parts in entries], end
+
+
+def map_summary(parts: Sequence[Any]) -> list[Any] | None:
+    """A map update's summary for late joiners, or ``None`` if it names none.
+
+    The header as sent, plus ``"summary": true``, with only the arrays listed in its
+    ``summary_arrays`` field (names of small arrays such as ``valence_histogram``); the
+    large maps are left out.  The buffers are kept by reference.
+    """
+    if len(parts) < 2:
+        return None
+    try:
+        header = json.loads(bytes(parts[1]))
+    except (ValueError, TypeError):
+        return None
+    names = header.get("summary_arrays") if isinstance(header, dict) else None
+    descs = header.get("arrays") if isinstance(header, dict) else None
+    if not isinstance(names, list) or not names or not isinstance(descs, list) \
+            or len(descs) != len(parts) - 2:
+        return None
+    wanted = {n for n in names if isinstance(n, str)}
+    keep = [i for i, d in enumerate(descs) if isinstance(d, dict) and d.get("name") in wanted]
+    header["arrays"] = [descs[i] for i in keep]
+    header["summary"] = True
+    encoded = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return [parts[0], encoded, *(parts[2 + i] for i in keep)]
 
 
 class SnapshotServer:
