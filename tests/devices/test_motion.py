@@ -5,6 +5,7 @@ from ophyd.sim import make_fake_device
 from ophyd.utils import LimitError
 
 from thermoxanes.devices import EpicsShutter, FocusCalibration, FocusingMonochromator
+from thermoxanes.devices.connection import CATimeouts, PVTimeoutError
 from thermoxanes.devices.motion import LimitedEpicsMotor
 
 
@@ -17,6 +18,28 @@ def test_stalled_motor_times_out_naming_it():
     with pytest.raises(Exception) as info:
         status.wait(5)
     assert "sample_x" in repr(status) or "sample_x" in str(info.value)
+
+
+def test_mono_move_fails_when_one_motor_fails():
+    # ophyd's pseudo-positioner finishes its move when every real move has finished, failed
+    # or not: a dead IOC made the energy move "succeed" once the motors timed out.
+    mono = make_fake_device(FocusingMonochromator)(
+        name="mono", mono_pv="F:E", zoneplate_pv="F:ZP", detector_pv="F:DET",
+        calibration=FocusCalibration(magnification=50.0), limits_ev=(8000.0, 9000.0))
+    for real, margin_s in zip(mono.real_positioners, (30.0, 0.3, 30.0), strict=True):
+        real.user_setpoint.sim_set_limits((-1e6, 1e6))
+        real.user_readback.sim_put(1.0)
+        real.move_timeout_margin_s = margin_s      # only the zone plate stalls out early
+    status = mono.set(8500.0)
+    with pytest.raises(PVTimeoutError, match="mono_zoneplate_z_mm: not done moving"):
+        status.wait(10)
+    assert status.done and not status.success
+
+
+def test_ca_timeouts_validated():
+    assert CATimeouts().write_s == 10.0 and CATimeouts().read_s is None
+    with pytest.raises(ValueError, match="write_s"):
+        CATimeouts(write_s=0.0)
 
 
 def test_soft_limits_from_llm_hlm():
@@ -54,5 +77,5 @@ def test_shutter_rejects_bad_state():
         shutter.set("half")
     shutter.status.sim_put(1)
     assert not shutter.is_open
-    with pytest.raises(Exception):        # noqa: B017 - the status never agrees: timeout
+    with pytest.raises(PVTimeoutError, match="shutter: not done going open within 0.2 s"):
         shutter.set("open").wait(2)

@@ -11,7 +11,15 @@ from ophyd import Device, EpicsSignalRO, Signal
 from ophyd import FormattedComponent as FCpt
 from ophyd.status import Status, StatusBase, SubscriptionStatus
 
+from thermoxanes.devices.connection import (
+    configure_timeouts,
+    guard_status,
+    pv_errors_named,
+    require_connected,
+)
 
+
+@pv_errors_named("read")
 class RingCurrent(Device):
     """Storage-ring current (mA) from one PV.
 
@@ -27,13 +35,16 @@ class RingCurrent(Device):
     def __init__(self, prefix: str = "", *, current_pv: str, **kwargs: Any):
         self._current_pv = current_pv
         super().__init__(prefix, **kwargs)
+        configure_timeouts(self)
 
 
+@pv_errors_named("read", "set", "position")
 class EpicsClock(Device):
     """A clock served as a PV (the simulated IOC's clock, in simulated seconds).
 
     Reading gives the time (s); ``set(duration_s)`` finishes once the PV has advanced by
-    ``duration_s``, or fails after ``duration_s / min_speed + 10`` wall seconds.
+    ``duration_s``; it fails, naming the PV, after ``duration_s / min_speed + 10`` wall
+    seconds or as soon as the PV disconnects.
 
     Parameters
     ----------
@@ -51,6 +62,7 @@ class EpicsClock(Device):
         self._min_speed = float(min_speed)
         super().__init__(prefix, **kwargs)
         self.time_s.name = self.name + "_time_s"
+        configure_timeouts(self)
 
     @property
     def position(self) -> float:
@@ -62,13 +74,15 @@ class EpicsClock(Device):
         duration_s = float(duration_s)
         if duration_s < 0:
             raise ValueError(f"{self.name}: cannot wait {duration_s} s")
+        require_connected(self, f"wait {duration_s} s")
         end_s = self.position + duration_s
 
         def done(*, value: Any, **kwargs: Any) -> bool:
             return float(value) >= end_s
 
-        return SubscriptionStatus(self.time_s, done, run=True,
-                                  timeout=duration_s / self._min_speed + 10.0)
+        status = SubscriptionStatus(self.time_s, done, run=True)
+        return guard_status(status, self, timeout_s=duration_s / self._min_speed + 10.0,
+                            doing=f"waiting for {self.time_s.pvname} to reach {end_s:.1f} s")
 
 
 class WallClock(Device):

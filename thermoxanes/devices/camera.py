@@ -25,6 +25,19 @@ from ophyd import Device, EpicsSignal, EpicsSignalRO, Signal
 from ophyd import FormattedComponent as FCpt
 from ophyd.status import Status, StatusBase
 
+from thermoxanes.devices.connection import (
+    PVConnectionError,
+    PVTimeoutError,
+    ca_connected,
+    configure_timeouts,
+    connection_error,
+    fail_status,
+    finish_status,
+    guard_status,
+    put_confirmed,
+    pv_errors_named,
+)
+
 FRAME_TYPES = ("dark", "flat", "data")
 
 
@@ -32,6 +45,7 @@ def _with_separator(path: str) -> str:
     return path if path.endswith(("/", "\\")) else path + "/"
 
 
+@pv_errors_named("stage", "unstage", "trigger", "last_frame")
 class ADHDF5Camera(Device):
     """areaDetector camera writing HDF5 files (Stream mode), with Resource/Datum documents.
 
@@ -46,7 +60,14 @@ class ADHDF5Camera(Device):
     cam, hdf : str
         Driver and HDF5 plugin sub-prefixes.
     capture_timeout_s : float
-        Longest wait for the plugin to start or stop capturing (s).
+        Longest wait for the plugin to start or stop capturing, and for each setting
+        written at ``stage`` to be confirmed by the IOC (s).
+
+    Notes
+    -----
+    A frame (``trigger``) fails, naming the PV, when a PV of the camera disconnects
+    during it or when it takes longer than ``10 * exposure_s + 30`` s; a put completion
+    that Channel Access reports for a channel that disconnected is not taken for a frame.
     """
 
     acquire = FCpt(EpicsSignal, "{prefix}{cam}Acquire", kind="omitted", put_complete=True)
@@ -96,15 +117,19 @@ class ADHDF5Camera(Device):
         self._paths: dict[str, str] = {}  # resource uid -> file, for frame_lookup
         super().__init__(prefix, **kwargs)
         self.image.name = self.name + "_image"
+        configure_timeouts(self)
 
     # -- files ----------------------------------------------------------------------------
     def _wait_for(self, signal: Any, value: int) -> None:
         deadline = time.monotonic() + self._capture_timeout_s
         while int(signal.get(use_monitor=False)) != value:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: {signal.pvname} did not reach {value} "
-                                   f"within {self._capture_timeout_s} s")
+                raise PVTimeoutError(f"{self.name}: {signal.pvname} did not reach {value} "
+                                     f"within {self._capture_timeout_s} s")
             time.sleep(0.01)
+
+    def _put(self, signal: Any, value: Any) -> None:
+        put_confirmed(signal, value, self._capture_timeout_s)
 
     def _stop_capture(self) -> None:
         if int(self.capture.get(use_monitor=False)) != 0:
@@ -114,7 +139,7 @@ class ADHDF5Camera(Device):
     def _start_file(self, kind: str) -> None:
         self._stop_capture()
         base = f"{self._staged_name}_{kind}_{uuid.uuid4().hex[:8]}"
-        self.file_name.put(base, wait=True)
+        self._put(self.file_name, base)
         self.capture.put(1, wait=False)
         self._wait_for(self.capture, 1)
         name = self.TEMPLATE % ("", base, 0)
@@ -135,25 +160,28 @@ class ADHDF5Camera(Device):
 
     def stage(self) -> list[Any]:
         self._staged_name = f"{self.name}_{uuid.uuid4().hex[:12]}"
+        self._asset_docs.clear()            # nothing left over from a failed run
         self._stop_capture()
-        self.file_path.put(self._write_dir, wait=True)
-        self.file_template.put(self.TEMPLATE, wait=True)
-        self.file_number.put(0, wait=True)
-        self.auto_increment.put(0, wait=True)
-        self.file_write_mode.put(2, wait=True)  # Stream
-        self.num_capture.put(0, wait=True)      # until stopped
-        self.image_mode.put(0, wait=True)       # Single
-        self.num_images.put(1, wait=True)
+        self._put(self.file_path, self._write_dir)
+        self._put(self.file_template, self.TEMPLATE)
+        self._put(self.file_number, 0)
+        self._put(self.auto_increment, 0)
+        self._put(self.file_write_mode, 2)  # Stream
+        self._put(self.num_capture, 0)      # until stopped
+        self._put(self.image_mode, 0)       # Single
+        self._put(self.num_images, 1)
         self._file_kind, self._resource = None, None
         self._shape = (int(self.size_y.get()), int(self.size_x.get()))
         return super().stage()
 
     def unstage(self) -> list[Any]:
+        """Stop capturing (closing the file); the camera is unstaged even if that fails."""
         try:
             self._stop_capture()
         finally:
             self._file_kind, self._resource = None, None
-        return super().unstage()
+            result = super().unstage()
+        return result
 
     # -- acquisition ----------------------------------------------------------------------
     def trigger(self) -> StatusBase:
@@ -168,21 +196,34 @@ class ADHDF5Camera(Device):
         assert resource is not None
         self._index += 1
         datum_id = f"{resource['uid']}/{index}"
-        status = Status(obj=self, timeout=float(self.exposure_s.get()) * 10 + 30.0)
-        acquired = self.acquire.set(1)
+        timeout_s = float(self.exposure_s.get()) * 10 + 30.0
+        status = Status(obj=self)
+        guard_status(status, self, timeout_s=timeout_s, doing=f"acquiring {kind} frame {index}",
+                     signals=[self.acquire, self.capture, self.num_captured],
+                     pvs=lambda: f"{self.acquire.setpoint_pvname} put not completed")
 
         def done(st: StatusBase) -> None:
-            if st.success:
+            if st.success and not ca_connected(self.acquire):
+                # Channel Access "completes" a put whose channel disconnected.
+                fail_status(status, connection_error(self.acquire, f"acquiring {kind} frame"))
+            elif st.success:
+                if status.done:       # failed meanwhile (disconnect, timeout): no datum
+                    return
                 self._asset_docs.append(("datum", {
                     "datum_id": datum_id, "resource": resource["uid"],
                     "datum_kwargs": {"point_number": index},
                 }))
                 self.image.put(datum_id)
-                status.set_finished()
+                finish_status(status)
             else:
-                status.set_exception(st.exception() or RuntimeError(
-                    f"{self.name}: acquisition failed"))
+                fail_status(status, st.exception() or PVConnectionError(
+                    f"{self.name}: acquisition failed ({self.acquire.setpoint_pvname})"))
 
+        try:
+            acquired = self.acquire.set(1, timeout=timeout_s)
+        except Exception as exc:
+            fail_status(status, exc)
+            raise
         acquired.add_callback(done)
         return status
 

@@ -21,34 +21,72 @@ from ophyd.pseudopos import pseudo_position_argument, real_position_argument
 from ophyd.status import StatusBase, SubscriptionStatus
 from ophyd.utils import LimitError
 
+from thermoxanes.devices.connection import (
+    PVTimeoutError,
+    configure_timeouts,
+    fail_status,
+    guard_status,
+    names_pvs,
+    pv_errors_named,
+    require_connected,
+)
 from thermoxanes.devices.focus import FocusCalibration
 
 
+@pv_errors_named("read", "describe", "read_configuration")
 class LimitedEpicsMotor(EpicsMotor):
     """``EpicsMotor`` that also checks ``.LLM``/``.HLM`` and never waits forever.
 
     ophyd checks the control limits of ``.VAL``; IOCs that leave those unset (e.g.
     caproto's fake motor record) would otherwise accept any target. Equal limits mean none.
-    A move without an explicit ``timeout`` fails after ``move_timeout_factor`` times its
-    expected duration (distance over ``.VELO``) plus ``move_timeout_margin_s``, so a dead
-    IOC or a stalled motor ends a plan with an error naming the motor, never a hang.
+
+    A move fails, with an error naming the record's PVs, as soon as one of them
+    disconnects (an IOC gone mid-move), or when it takes longer than its timeout: the
+    ``timeout`` given, else ``move_timeout_factor`` times the expected duration (distance
+    over ``.VELO``) plus ``move_timeout_margin_s`` (a stalled motor on a live IOC).
+    Verbs on a disconnected motor raise
+    :class:`~thermoxanes.devices.connection.PVConnectionError` naming its PVs (ophyd's
+    own ``DisconnectedError`` names only the ophyd attribute).
     """
 
     move_timeout_factor = 5.0
     move_timeout_margin_s = 30.0
 
-    def move(self, position: float, wait: bool = True, **kwargs: Any) -> StatusBase:
-        if kwargs.get("timeout") is None:
-            try:
-                velocity = abs(float(self.velocity.get()))
-                distance = abs(float(position) - float(self.position))
-                expected_s = distance / velocity if velocity > 0 else 0.0
-            except (TypeError, ValueError):
-                expected_s = 0.0
-            kwargs["timeout"] = (self.move_timeout_factor * expected_s
-                                 + self.move_timeout_margin_s)
-        return super().move(position, wait=wait, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        configure_timeouts(self)
 
+    def move_timeout_s(self, position: float) -> float:
+        """Longest wait (wall s) for a move to ``position`` from here."""
+        try:
+            velocity = abs(float(self.velocity.get()))
+            distance = abs(float(position) - float(self.position))
+            expected_s = distance / velocity if velocity > 0 else 0.0
+        except (TypeError, ValueError):
+            expected_s = 0.0
+        return self.move_timeout_factor * expected_s + self.move_timeout_margin_s
+
+    @names_pvs
+    def move(self, position: float, wait: bool = True, **kwargs: Any) -> StatusBase:
+        require_connected(self, f"move to {position}")
+        timeout = kwargs.pop("timeout", None)
+        if timeout is None:
+            timeout = self.move_timeout_s(position)
+        status = super().move(position, wait=False, **kwargs)   # no ophyd timeout: ours
+        guard_status(status, self, timeout_s=timeout, doing=f"moving to {position}",
+                     signals=[self.user_setpoint, self.user_readback, self.motor_done_move],
+                     pvs=lambda: f"{self.motor_done_move.pvname} still 0, "
+                                 f"{self.user_readback.pvname} = {self._position}",
+                     positioner=self)
+        if wait:
+            try:
+                status.wait()
+            except KeyboardInterrupt:
+                self.stop()
+                raise
+        return status
+
+    @names_pvs
     def check_value(self, pos: float) -> None:
         super().check_value(pos)
         low = float(self.low_limit_travel.get())
@@ -56,6 +94,16 @@ class LimitedEpicsMotor(EpicsMotor):
         if low < high and not low <= float(pos) <= high:
             raise LimitError(f"{self.name}: position {pos} outside [{low}, {high}] "
                              f"({self.prefix}.LLM/.HLM)")
+
+    @names_pvs
+    def stop(self, *, success: bool = False) -> None:
+        super().stop(success=success)
+
+    @property
+    @names_pvs
+    def position(self) -> Any:
+        """Readback position (engineering units); raises naming the PVs if disconnected."""
+        return super().position
 
 
 class SampleStage(Device):
@@ -76,6 +124,7 @@ class SampleStage(Device):
         super().__init__(prefix, **kwargs)
 
 
+@pv_errors_named("read", "set", "stop")
 class FocusingMonochromator(PseudoPositioner):
     """Photon energy (eV) that moves monochromator, zone plate and detector together.
 
@@ -149,6 +198,31 @@ class FocusingMonochromator(PseudoPositioner):
             raise LimitError(f"{self.name}: energy {energy} eV outside [{low}, {high}] eV")
         super().check_value(value)
 
+    def _setup_move(self, position: Any, status: StatusBase) -> None:
+        self._move_status = status
+        super()._setup_move(position, status)
+
+    def _real_finished(self, status: StatusBase | None = None, *, obj: Any = None) -> None:
+        """A real move has ended: if it failed, the energy move fails, with its error.
+
+        ophyd's pseudo-positioner finishes its move when every real move has ended,
+        successfully or not: a motor whose IOC died mid-move timed out, and the energy move
+        then reported success. Here the first real failure fails the energy move, with that
+        motor's error (which names its PVs), before ophyd's bookkeeping runs.
+        """
+        move = getattr(self, "_move_status", None)
+        if status is not None and not status.success and move is not None and not move.done:
+            exc = status.exception()
+            if not isinstance(exc, Exception):
+                exc = PVTimeoutError(f"{self.name}: {getattr(obj, 'name', obj)} move failed")
+            fail_status(move, exc, positioner=self)
+        super()._real_finished(status, obj=obj)
+
+    @names_pvs
+    def move(self, position: Any, wait: bool = True, timeout: float | None = None,
+             moved_cb: Any = None) -> StatusBase:
+        return super().move(position, wait=wait, timeout=timeout, moved_cb=moved_cb)
+
     @pseudo_position_argument
     def forward(self, pseudo_pos):
         """Motor targets (mono units, mm, mm) for an energy (eV)."""
@@ -163,6 +237,7 @@ class FocusingMonochromator(PseudoPositioner):
         return self.PseudoPosition(energy_ev=float(real_pos.dcm_energy) * self._ev_per_unit)
 
 
+@pv_errors_named("read", "set", "is_open")
 class EpicsShutter(Device):
     """Shutter with open and close command PVs and a status PV.
 
@@ -189,6 +264,7 @@ class EpicsShutter(Device):
         self._open_value = int(open_value)
         self._timeout_s = float(timeout_s)
         super().__init__(prefix, **kwargs)
+        configure_timeouts(self)
 
     @property
     def is_open(self) -> bool:
@@ -196,16 +272,29 @@ class EpicsShutter(Device):
         return int(self.status.get()) == self._open_value
 
     def set(self, value: str) -> StatusBase:
-        """Open or close (``"open"`` or ``"close"``); finishes when the status agrees."""
+        """Open or close (``"open"`` or ``"close"``); finishes when the status agrees.
+
+        Fails naming the PVs when they are (or go) disconnected, or when the status PV
+        has not agreed within ``timeout_s``.
+        """
         if value not in ("open", "close"):
             raise ValueError(f"{self.name}: expected 'open' or 'close', got {value!r}")
         want_open = value == "open"
+        command = self.open_cmd if want_open else self.close_cmd
+        require_connected(self, value)
 
         def arrived(*, value: Any, **kwargs: Any) -> bool:
             return (int(value) == self._open_value) == want_open
 
-        status = SubscriptionStatus(self.status, arrived, timeout=self._timeout_s, run=True)
-        (self.open_cmd if want_open else self.close_cmd).put(1, wait=False)
+        status = SubscriptionStatus(self.status, arrived, run=True)
+        guard_status(status, self, timeout_s=self._timeout_s, doing=f"going {value}",
+                     pvs=lambda: f"{self.status.pvname} = {self.status.get()}, "
+                                 f"wrote {command.pvname}")
+        try:
+            command.put(1, wait=False)
+        except Exception as exc:
+            fail_status(status, exc)
+            raise
         return status
 
     def stop(self, *, success: bool = False) -> None:

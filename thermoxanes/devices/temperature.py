@@ -25,6 +25,17 @@ from ophyd.sim import FakeEpicsSignal, fake_device_cache
 from ophyd.status import DeviceStatus, StatusBase
 from ophyd.utils import LimitError
 
+from thermoxanes.devices.connection import (
+    configure_timeouts,
+    epics_signals,
+    fail_status,
+    finish_status,
+    guard_status,
+    named_error,
+    pv_errors_named,
+    require_connected,
+)
+
 #: PV suffixes (after the controller prefix) by model and role; ``{loop}`` is the loop
 #: number. ``readback_scale`` converts the readback PV to °C (the 2216e reads tenths).
 #: ``enable`` (if any) must be written ``enable_value`` for the output to heat.
@@ -82,6 +93,7 @@ class FakeLimitedRampSignal(_RampLimit, FakeEpicsSignal):
 fake_device_cache[LimitedRampSignal] = FakeLimitedRampSignal
 
 
+@pv_errors_named("read", "set", "stop", "unstage", "go_safe", "position")
 class TemperatureController(Device):
     """Common behaviour of the controllers; subclasses only name the PVs.
 
@@ -124,6 +136,7 @@ class TemperatureController(Device):
         self._pending: DeviceStatus | None = None
         self._lock = threading.Lock()
         super().__init__(prefix, **kwargs)
+        configure_timeouts(self)
 
     @property
     def time_scale(self) -> float:
@@ -154,22 +167,36 @@ class TemperatureController(Device):
             raise LimitError(f"{self.name}: setpoint {value} C outside [{low}, {high}] C")
 
     def set(self, temperature_c: float) -> StatusBase:
-        """Go to ``temperature_c`` (°C); the status finishes once settled there."""
+        """Go to ``temperature_c`` (°C); the status finishes once settled there.
+
+        It fails after ``timeout_s`` (controller seconds), and at once, naming the PV, if
+        a PV of the controller disconnects.
+        """
         temperature_c = float(temperature_c)
         self.check_value(temperature_c)
+        require_connected(self, f"set {temperature_c} C")
         with self._lock:
             if self._pending is not None and not self._pending.done:
-                self._pending.set_exception(RuntimeError(
+                fail_status(self._pending, RuntimeError(
                     f"{self.name}: superseded by a new setpoint {temperature_c} C"))
             status = DeviceStatus(self)
             self._pending = status
-        self._enable_output()
+        guard_status(status, self, doing=f"settling at {temperature_c} C")
         value = float(round(temperature_c)) if self.integer_setpoint else temperature_c
-        self.setpoint_c.put(value, wait=False)
+        try:
+            self._enable_output()
+            self.setpoint_c.put(value, wait=False)
+        except Exception as exc:
+            fail_status(status, exc)
+            raise
         thread = threading.Thread(target=self._watch, args=(status, value),
                                   name=f"{self.name}-settle", daemon=True)
         thread.start()
         return status
+
+    def _readback_pvs(self) -> str:
+        signal = getattr(self.temperature_c, "derived_from", self.temperature_c)
+        return ", ".join(s.pvname for s in epics_signals(signal)) or self.temperature_c.name
 
     def _watch(self, status: DeviceStatus, target_c: float) -> None:
         tolerance = float(self.tolerance_c.get())
@@ -181,16 +208,16 @@ class TemperatureController(Device):
             try:
                 near = abs(float(self.temperature_c.get()) - target_c) <= tolerance
             except Exception as exc:  # lost connection: fail, never hang
-                status.set_exception(exc)
+                fail_status(status, named_error(exc, self, f"settling at {target_c} C"))
                 return
             since = (since if since is not None else now) if near else None
             if since is not None and now - since >= settle_wall_s:
-                status.set_finished()
+                finish_status(status)
                 return
             if now > deadline:
-                status.set_exception(TimeoutError(
+                fail_status(status, TimeoutError(
                     f"{self.name}: did not settle at {target_c} C within "
-                    f"{self.timeout_s.get()} s"))
+                    f"{self.timeout_s.get()} s ({self._readback_pvs()})"))
                 return
             time.sleep(self._poll_s)
 
@@ -204,9 +231,9 @@ class TemperatureController(Device):
             pending, self._pending = self._pending, None
         if pending is not None and not pending.done:
             if success:
-                pending.set_finished()
+                finish_status(pending)
             else:
-                pending.set_exception(RuntimeError(f"{self.name}: stopped"))
+                fail_status(pending, RuntimeError(f"{self.name}: stopped"))
         if not success:
             try:
                 self.setpoint_c.put(self.position, wait=False)

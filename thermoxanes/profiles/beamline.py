@@ -255,6 +255,29 @@ def _epics_classes(mock: bool) -> dict[str, type]:
     return classes
 
 
+def _apply_ca_timeouts(ep: Any, devices: tuple[Any, ...]) -> None:
+    """The profile's Channel Access timeouts on every signal, its move margin on every motor."""
+    from ophyd import Device
+
+    from thermoxanes.devices.connection import CATimeouts, configure_timeouts
+    from thermoxanes.devices.motion import LimitedEpicsMotor
+
+    timeouts = CATimeouts(read_s=ep.read_timeout_s, reconnect_s=ep.reconnect_timeout_s,
+                          write_s=ep.write_timeout_s)
+    def motors(device: Any) -> list[Any]:
+        if isinstance(device, LimitedEpicsMotor):
+            return [device]
+        names = getattr(device, "component_names", ())   # sub-devices only: no lazy signal
+        subs = [getattr(device, n) for n in names if issubclass(getattr(type(device), n).cls,
+                                                                 Device)]
+        return [m for sub in subs for m in motors(sub)]
+
+    for device in devices:
+        configure_timeouts(device, timeouts)
+        for motor in motors(device):
+            motor.move_timeout_margin_s = float(ep.move_timeout_margin_s)
+
+
 def build_epics_beamline(profile: Profile, data_dir: str | Path, *, mock: bool = False,
                          speed: float | None = None) -> Beamline:
     """ophyd devices over Channel Access for an ``epics`` profile.
@@ -297,6 +320,7 @@ def build_epics_beamline(profile: Profile, data_dir: str | Path, *, mock: bool =
     camera = cls["camera"](ep.camera.prefix, name="camera", cam=ep.camera.cam,
                            hdf=ep.camera.hdf, write_dir=write_dir, read_dir=read_dir)
     camera.readout_s.put(profile.camera.readout_s)
+    _apply_ca_timeouts(ep, (mono, stage, rotation, shutter, heater, ring, clock, camera))
     beamline = Beamline(profile=profile, camera=camera, mono=mono, sample_stage=stage,
                         shutter=shutter, rotation=rotation, heater=heater, clock=clock,
                         ring=ring, world=None, mock=mock)

@@ -118,7 +118,15 @@ class EpicsCameraSection(_Section):
 class EpicsSection(_Section):
     """PV names of a Channel Access beamline."""
 
-    connection_timeout_s: float = Field(5.0, gt=0)
+    connection_timeout_s: float = Field(5.0, gt=0)   # every PV at start-up, then an error
+    # Bounded Channel Access once running (s): a get; how long an operation waits for a
+    # channel that is not connected (an IOC gone) before it fails naming the PV; a put
+    # with completion or a set waiting for its readback; added to every motor move's
+    # expected duration (x5) for its timeout. See docs/epics.md.
+    read_timeout_s: float = Field(2.0, gt=0)
+    reconnect_timeout_s: float = Field(1.0, gt=0)
+    write_timeout_s: float = Field(10.0, gt=0)
+    move_timeout_margin_s: float = Field(30.0, gt=0)
     mono: EpicsMonoSection
     sample_stage: EpicsStageSection
     rotation: str
