@@ -71,8 +71,12 @@ configure_client()
 
 
 def start_ioc(args: list[str], port: int, ready_pv: str, log_path: Path,
-              timeout_s: float = 40.0) -> subprocess.Popen:
-    """Start an IOC subprocess and wait until ``ready_pv`` answers (or fail, naming it)."""
+              timeout_s: float = 120.0) -> subprocess.Popen:
+    """Start an IOC subprocess and wait until ``ready_pv`` answers (or fail, naming it).
+
+    The thermoxanes IOC compiles its numba kernels before it serves any PV (tens of
+    seconds on a fresh checkout of a loaded machine), hence the generous ``timeout_s``.
+    """
     import ophyd  # noqa: F401, I001 - first: pyepics PVs cached here must be ophyd's class
     import epics  # noqa: I001
 

@@ -14,11 +14,17 @@ second). Everything timed inside the IOC runs in simulated time too: motors move
 ``VELO`` (units per simulated second), an exposure of ``AcquireTime`` simulated seconds
 takes ``AcquireTime / speed`` wall seconds. The clock PV (``CLOCK:Time-I``) gives the
 simulated time, ``CLOCK:Speed-RB`` the speed.
+
+Frames are rendered in a worker thread while the world is held (no tick advances it
+meanwhile), so the IOC keeps answering Channel Access during a render; the numba kernels
+are compiled (or loaded from numba's cache) by a warm-up render on a copy of the world
+before any PV is served, not at the first frame a client asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import time
@@ -310,9 +316,10 @@ class CameraGroup(PVGroup):
     array_size1 = pvproperty(name="image1:ArraySize1_RBV", value=0, read_only=True)
 
     def __init__(self, *args: Any, world: Any, source: FrameSource, speed: float,
-                 **kwargs: Any):
+                 world_lock: asyncio.Lock | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.world, self.source, self.speed = world, source, float(speed)
+        self.world_lock = world_lock or asyncio.Lock()
         self._file: h5py.File | None = None
         self._capturing = False
 
@@ -356,15 +363,22 @@ class CameraGroup(PVGroup):
         self._file = None
         return True
 
-    def _render(self, exposure_s: float) -> np.ndarray:
+    async def _render(self, exposure_s: float) -> np.ndarray:
+        """One frame for the present motor, shutter and rotation positions.
+
+        The positions are read here, in the event loop; the render runs in a worker thread
+        with the world held, so Channel Access is served meanwhile.
+        """
         src = self.source
         x, y = src.sample_xy_um()
         dx, dy = x - src.home_xy_um[0], y - src.home_xy_um[1]
         sample_in = abs(dx) < src.sample_in_tolerance_um and abs(dy) < src.sample_in_tolerance_um
-        return self.world.render_frame(
-            src.energy_ev(), exposure_s=exposure_s, sample_in=sample_in,
-            shutter_open=src.shutter_open(), theta_deg=src.theta_deg(),
-            sample_xy_um=(dx, dy) if sample_in else (0.0, 0.0))
+        energy_ev, shutter_open, theta_deg = src.energy_ev(), src.shutter_open(), src.theta_deg()
+        async with self.world_lock:
+            return await asyncio.to_thread(
+                self.world.render_frame, energy_ev, exposure_s=exposure_s,
+                sample_in=sample_in, shutter_open=shutter_open, theta_deg=theta_deg,
+                sample_xy_um=(dx, dy) if sample_in else (0.0, 0.0))
 
     async def _store(self, frame: np.ndarray) -> None:
         if self._file is None:
@@ -392,7 +406,7 @@ class CameraGroup(PVGroup):
         try:
             exposure_s = float(self.acquire_time.value)
             await asyncio.sleep(exposure_s / self.speed)
-            frame = self._render(exposure_s)
+            frame = await self._render(exposure_s)
             await self.array_counter.write(int(self.array_counter.value) + 1)
             await self.array_data.write(frame.ravel().astype(np.int32))
             if self._capturing:
@@ -448,8 +462,9 @@ class SimBeamlineIOC:
             shutter_open=lambda: self.shutter.is_open,
             home_xy_um=(config.motors["x"].initial, config.motors["y"].initial),
         )
+        self.world_lock = asyncio.Lock()
         self.camera = CameraGroup(prefix=config.camera_prefix, world=world, source=source,
-                                  speed=speed)
+                                  speed=speed, world_lock=self.world_lock)
         self.pvdb: dict[str, Any] = {}
         for group in [*self.motors.values(), self.shutter, *self.heaters, self.scalars,
                       self.camera]:
@@ -466,20 +481,34 @@ class SimBeamlineIOC:
         last = time.monotonic()
         while True:
             await asyncio.sleep(tick)
-            now = time.monotonic()
             try:
-                self.world.advance((now - last) * speed)
-                last = now
-                await self.scalars.time_s.write(float(self.world.time_s))
-                await self.scalars.ring_ma.write(float(self.world.ring_current_ma()))
-                for heater in self.heaters:
-                    await heater.refresh()
+                async with self.world_lock:     # never while a frame is being rendered
+                    now = time.monotonic()
+                    self.world.advance((now - last) * speed)
+                    last = now
+                    await self.scalars.time_s.write(float(self.world.time_s))
+                    await self.scalars.ring_ma.write(float(self.world.ring_current_ma()))
+                    for heater in self.heaters:
+                        await heater.refresh()
             except Exception:  # keep serving; a broken tick must not kill the IOC
                 log.exception("simulated IOC: world loop tick failed")
+
+    def warm_up(self) -> None:
+        """Render one frame on a copy of the world (the world itself is left as it was).
+
+        numba compiles the render kernels, or loads them from its cache, here, before any
+        PV is served: on a fresh checkout that takes seconds to tens of seconds, which at the
+        first frame would leave the IOC unable to answer in time.
+        """
+        config = self.config
+        energy_ev = config.motors["dcm"].initial * config.ev_per_mono_unit
+        copy.deepcopy(self.world).render_frame(energy_ev, exposure_s=0.1)
 
     def run(self, interfaces: list[str] | None = None) -> None:
         """Serve until interrupted (blocks)."""
         from caproto.asyncio.server import run
+
+        self.warm_up()
 
         async def hook(async_lib: Any) -> None:
             asyncio.get_running_loop().create_task(self.world_loop())
