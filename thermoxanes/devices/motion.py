@@ -288,8 +288,8 @@ class EpicsShutter(Device):
 
         status = SubscriptionStatus(self.status, arrived, run=True)
         guard_status(status, self, timeout_s=self._timeout_s, doing=f"going {value}",
-                     pvs=lambda: f"{self.status.pvname} = {self.status.get()}, "
-                                 f"wrote {command.pvname}")
+                     pvs=lambda: f"{self._status_pv} did not report {value}; wrote 1 to "
+                                 f"{self._open_pv if want_open else self._close_pv}")
         try:
             command.put(1, wait=False)
         except Exception as exc:
