@@ -128,76 +128,132 @@ def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv
         mask[x] = j > k_sigma * np.sqrt(sig2)
 
 
+#: Columns per chunk of the scratch-array kernels: a compile-time row stride lets LLVM
+#: prove that the scratch rows do not overlap, so that their loops vectorize.
+CHUNK = 512
+# Scratch rows of the edge scan.
+_E_ALPHA, _E_BETA, _E_HALF, _E_Y1, _E_V1, _E_F1, _E_K, _E_YA, _E_YB, _E_VA, _E_VB = range(11)
+_E_MU, _E_VAR, _E_FINE = 11, 12, 13
+
+
 @njit(cache=True)
 def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
               kx, out_e, out_s):
     """First rise of ``(mu - pre) / jump`` through 0.5 in the edge window, and its sigma.
 
     ``blk_mu`` (n_blk, W) holds the block of energies around the edge; ``kx`` (W,) int64
-    is scratch. A NaN met before the crossing makes the pixel's edge energy NaN.
+    receives the crossing pair (< 0: none). A NaN met before the crossing makes the
+    pixel's edge energy NaN. One branch-free descending scan keeps, per pixel, the values
+    of the lowest crossing pair; the read-out is then plain arithmetic. Both work on a
+    scratch array of CHUNK columns (their loops vectorize).
     """
     w = blk_mu.shape[1]
-    alpha = acc[ROW_ALPHA]
-    beta = acc[ROW_BETA]
-    jump = acc[ROW_JUMP]
-    half = np.empty(w, dtype=acc.dtype)
-    y1 = np.empty(w, dtype=acc.dtype)
-    fine1 = np.empty(w, dtype=np.bool_)
-    kk = np.empty(w, dtype=np.int32)
-    for x in range(w):
-        half[x] = 0.5 * jump[x]
-        kk[x] = -1
-    t1 = t_blk[edge_hi]
-    row = blk_mu[edge_hi]
-    for x in range(w):
-        y = row[x] - (alpha[x] + beta[x] * t1)
-        y1[x] = y
-        fine1[x] = np.abs(y) < np.inf
-    # Descending scan, branch-free (vectorizes): kk ends at the first pair that crosses
-    # 0.5 or holds a NaN (-2).
+    scr = np.empty((14, CHUNK), dtype=acc.dtype)
+    for x0 in range(0, w, CHUNK):
+        n = min(CHUNK, w - x0)
+        x1 = x0 + n
+        _edge_chunk(blk_mu[:, x0:x1], blk_var[:, x0:x1], acc[:, x0:x1], sv[x0:x1],
+                    todo[x0:x1], model_var, e_blk, t_blk, e0, edge_lo, edge_hi, kx[x0:x1],
+                    out_e[x0:x1], out_s[x0:x1], scr, n)
+
+
+@njit(cache=True, inline="always")
+def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo,
+                edge_hi, kx, out_e, out_s, scr, n):
+    """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (13, CHUNK).
+
+    The scan keeps its state as blends with 0/1 masks (``old + m * (new - old)``) of
+    NaN-free values: branch-free code that LLVM vectorizes (ternaries there would not).
+    """
+    dt = scr.dtype
+    one = dt.type(1.0)
+    zero = dt.type(0.0)
+    for x in range(n):
+        scr[_E_ALPHA, x] = acc[ROW_ALPHA, x]
+    for x in range(n):
+        scr[_E_BETA, x] = acc[ROW_BETA, x]
+    for x in range(n):
+        scr[_E_HALF, x] = dt.type(0.5) * acc[ROW_JUMP, x]
+    for x in range(n):
+        scr[_E_K, x] = -one
+        scr[_E_YA, x] = zero
+        scr[_E_YB, x] = one
+        scr[_E_VA, x] = zero
+        scr[_E_VB, x] = zero
+    _edge_y_chunk(blk_mu[edge_hi], dt.type(t_blk[edge_hi]), scr, n)
+    _edge_var_chunk(blk_mu[edge_hi], blk_var[edge_hi], acc[ROW_REF], sv, model_var, scr, n)
+    for x in range(n):
+        scr[_E_Y1, x] = scr[_E_MU, x]
+        scr[_E_V1, x] = scr[_E_VAR, x]
+        scr[_E_F1, x] = scr[_E_FINE, x]
     for k in range(edge_hi - 1, edge_lo - 1, -1):
-        t0 = t_blk[k]
-        row = blk_mu[k]
-        kc = np.int32(k)
-        for x in range(w):
-            y0 = row[x] - (alpha[x] + beta[x] * t0)
-            fine0 = np.abs(y0) < np.inf
-            hit = (y0 < half[x]) & (y1[x] >= half[x])
-            kk[x] = np.int32(-2) if ~(fine0 & fine1[x]) else (kc if hit else kk[x])
-            y1[x] = y0
-            fine1[x] = fine0
-    for x in range(w):
-        kx[x] = kk[x]
-    for x in range(w):
-        out_e[x] = np.nan
-        out_s[x] = np.nan
-        k = kx[x]
-        if k < 0 or not todo[x]:
-            continue
-        s = sv[x]
-        alpha = acc[ROW_ALPHA, x]
-        beta = acc[ROW_BETA, x]
-        m0 = blk_mu[k, x]
-        m1 = blk_mu[k + 1, x]
-        y0 = m0 - (alpha + beta * t_blk[k])
-        y1 = m1 - (alpha + beta * t_blk[k + 1])
-        if model_var:
-            ref = acc[ROW_REF, x]
-            v0 = s * _fexp(m0 - ref)
-            v1 = s * _fexp(m1 - ref)
-        else:
-            v0 = blk_var[k, x]
-            v1 = blk_var[k + 1, x]
-        dy = y1 - y0
-        tt = (0.5 * acc[ROW_JUMP, x] - y0) / dy
-        h = e_blk[k + 1] - e_blk[k]
-        ex = e_blk[k] + tt * h
+        kf = dt.type(k)
+        _edge_y_chunk(blk_mu[k], dt.type(t_blk[k]), scr, n)
+        _edge_var_chunk(blk_mu[k], blk_var[k], acc[ROW_REF], sv, model_var, scr, n)
+        for x in range(n):
+            y0 = scr[_E_MU, x]
+            y1 = scr[_E_Y1, x]
+            v0 = scr[_E_VAR, x]
+            v1 = scr[_E_V1, x]
+            f0 = scr[_E_FINE, x]
+            half = scr[_E_HALF, x]
+            hit = dt.type((y0 < half) & (y1 >= half)) * f0 * scr[_E_F1, x]
+            bad = one - f0 * scr[_E_F1, x]
+            k_old = scr[_E_K, x]
+            kk = k_old + hit * (kf - k_old)
+            scr[_E_K, x] = kk + bad * (dt.type(-2.0) - kk)
+            scr[_E_YA, x] += hit * (y0 - scr[_E_YA, x])
+            scr[_E_YB, x] += hit * (y1 - scr[_E_YB, x])
+            scr[_E_VA, x] += hit * (v0 - scr[_E_VA, x])
+            scr[_E_VB, x] += hit * (v1 - scr[_E_VB, x])
+            scr[_E_Y1, x] = y0
+            scr[_E_V1, x] = v0
+            scr[_E_F1, x] = f0
+    for x in range(n):
+        k = int(scr[_E_K, x])
+        kx[x] = k
+        ok = (k >= 0) & todo[x]
+        kc = k if k >= 0 else 0
+        e_a = e_blk[kc]
+        h = e_blk[kc + 1] - e_a
+        ya = scr[_E_YA, x]
+        dy = scr[_E_YB, x] - ya
+        tt = (scr[_E_HALF, x] - ya) / dy
+        ex = e_a + tt * h
         tx = (ex - e0) / T_SCALE_EV
-        var_l = s * (0.25 * acc[V_JJ, x] + acc[V_AA, x] + tx * tx * acc[V_BB, x]
-                     + acc[V_JA, x] + tx * acc[V_JB, x] + 2.0 * tx * acc[V_AB, x])
-        var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * v0 + tt * tt * v1 + var_l)
-        out_e[x] = ex
-        out_s[x] = np.sqrt(var_e)
+        var_l = sv[x] * (0.25 * acc[V_JJ, x] + acc[V_AA, x] + tx * tx * acc[V_BB, x]
+                         + acc[V_JA, x] + tx * acc[V_JB, x] + 2.0 * tx * acc[V_AB, x])
+        var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * scr[_E_VA, x] + tt * tt * scr[_E_VB, x]
+                                 + var_l)
+        out_e[x] = ex if ok else np.nan
+        out_s[x] = np.sqrt(var_e) if ok else np.nan
+
+
+@njit(cache=True, inline="always")
+def _edge_y_chunk(mu_row, t, scr, n):
+    """``y = mu - pre`` of one block row into ``scr[_E_MU]`` (NaN replaced by 0) and its
+    finiteness (1/0) into ``scr[_E_FINE]``."""
+    dt = scr.dtype
+    for x in range(n):
+        y = mu_row[x] - (scr[_E_ALPHA, x] + scr[_E_BETA, x] * t)
+        fine = np.abs(y) < np.inf
+        scr[_E_FINE, x] = dt.type(fine)
+        scr[_E_MU, x] = y if fine else dt.type(0.0)
+
+
+@njit(fastmath=FM, cache=True, inline="always")
+def _edge_var_chunk(mu_row, var_row, ref, sv, model_var, scr, n):
+    """Variance of one block row into ``scr[_E_VAR]``: given, or ``sv * exp(mu - ref)``
+    (0 where the row's ``y`` is not finite)."""
+    dt = scr.dtype
+    if model_var:
+        for x in range(n):
+            v = dt.type(sv[x]) * _fexp(mu_row[x] - ref[x])
+            scr[_E_VAR, x] = v if scr[_E_FINE, x] > dt.type(0.0) else dt.type(0.0)
+    else:
+        for x in range(n):
+            v = var_row[x]
+            scr[_E_VAR, x] = v if scr[_E_FINE, x] > dt.type(0.0) else dt.type(0.0)
 
 
 @njit(cache=True)
