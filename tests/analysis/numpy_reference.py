@@ -166,4 +166,51 @@ def reference_fit(
                 grads[k][j] = (ru[k] - rd[k]) / (2 * h)
         for k in READOUTS:
             maps[k + "_sigma"][y, x] = np.sqrt(np.sum(grads[k] ** 2 * var))
+        maps["edge_energy_sigma"][y, x] = np.sqrt(
+            maps["edge_energy_sigma"][y, x] ** 2 + edge_hop_variance(e, spec, var, cfg))
     return maps
+
+
+def _phi(z: np.ndarray) -> np.ndarray:
+    """The kernels' approximation of the standard normal CDF (part of the definition)."""
+    u = np.clip(0.7978845608 * (z + 0.044715 * z**3), -3.0, 3.0)
+    return 0.5 + 0.5 * u * (27.0 + u * u) / (27.0 + 9.0 * u * u)
+
+
+def edge_hop_variance(e: np.ndarray, spec: np.ndarray, var: np.ndarray, cfg: FitConfig,
+                      neighbour_weight: float = 0.3) -> float:
+    """Variance of the first 0.5 crossing from hops to other pairs of the edge window.
+
+    Each point's true ``y = spec - pre`` is taken as normal around the observed one; the
+    probability that the first crossing is at pair k is P(no crossing before k, y_k below
+    half) * P(y_{k+1} above half), by a plain forward recursion. The variance is the
+    mean of (pair midpoint - estimate)^2 over the pairs, with weight 0 for the observed
+    pair and ``neighbour_weight`` for its two neighbours.
+    """
+    pre, post = _win(e, cfg.pre_edge_ev), _win(e, cfg.post_edge_ev)
+    p_pre = np.polyfit(e[pre], spec[pre], 1)
+    p_post = np.polyfit(e[post], spec[post], 1)
+    half = 0.5 * (np.polyval(p_post, cfg.norm_e0_ev) - np.polyval(p_pre, cfg.norm_e0_ev))
+    edge = _win(e, cfg.edge_window_ev)
+    y = spec[edge] - np.polyval(p_pre, e[edge])
+    ee = e[edge]
+    k_obs = None
+    for k in range(edge.size - 1):
+        if not (np.isfinite(y[k]) and np.isfinite(y[k + 1])):
+            return np.nan
+        if y[k] < half <= y[k + 1]:
+            k_obs = k
+            break
+    if k_obs is None:
+        return np.nan
+    est = ee[k_obs] + (half - y[k_obs]) / (y[k_obs + 1] - y[k_obs]) * (ee[k_obs + 1] - ee[k_obs])
+    below = _phi((half - y) / (np.sqrt(var[edge]) + 1e-30))
+    p_below, p_above = below[0], 1.0 - below[0]
+    total = spread = 0.0
+    for k in range(edge.size - 1):
+        p = p_below * (1.0 - below[k + 1])
+        weight = {0: 0.0, 1: neighbour_weight}.get(abs(k - k_obs), 1.0)
+        total += p
+        spread += p * weight * (0.5 * (ee[k] + ee[k + 1]) - est) ** 2
+        p_below, p_above = (p_below + p_above) * below[k + 1], p_above * (1.0 - below[k + 1])
+    return spread / total if total > 1e-30 else 0.0

@@ -131,9 +131,13 @@ def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv
 #: Columns per chunk of the scratch-array kernels: a compile-time row stride lets LLVM
 #: prove that the scratch rows do not overlap, so that their loops vectorize.
 CHUNK = 512
+#: Weight of hops of the first crossing to a neighbouring pair in the edge-energy
+#: variance (see ``_edge_hop_chunk``): calibrated on simulated stacks at three doses
+#: (``benchmarks/bench_accuracy.py``) so that the pulls have unit spread.
+HOP_NEIGHBOUR_WEIGHT = 0.3
 # Scratch rows of the edge scan.
 _E_ALPHA, _E_BETA, _E_HALF, _E_Y1, _E_V1, _E_F1, _E_K, _E_YA, _E_YB, _E_VA, _E_VB = range(11)
-_E_MU, _E_VAR, _E_FINE = 11, 12, 13
+_E_MU, _E_VAR, _E_FINE, _E_HOP, _E_S0, _E_PB, _E_PC = 11, 12, 13, 14, 15, 16, 17
 
 
 @njit(cache=True)
@@ -148,7 +152,7 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
     scratch array of CHUNK columns (their loops vectorize).
     """
     w = blk_mu.shape[1]
-    scr = np.empty((14, CHUNK), dtype=acc.dtype)
+    scr = np.empty((18, CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
         x1 = x0 + n
@@ -160,7 +164,7 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
 @njit(cache=True, inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo,
                 edge_hi, kx, out_e, out_s, scr, n):
-    """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (13, CHUNK).
+    """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (18, CHUNK).
 
     The scan keeps its state as blends with 0/1 masks (``old + m * (new - old)``) of
     NaN-free values: branch-free code that LLVM vectorizes (ternaries there would not).
@@ -212,7 +216,6 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
     for x in range(n):
         k = int(scr[_E_K, x])
         kx[x] = k
-        ok = (k >= 0) & todo[x]
         kc = k if k >= 0 else 0
         e_a = e_blk[kc]
         h = e_blk[kc + 1] - e_a
@@ -225,8 +228,72 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
                          + acc[V_JA, x] + tx * acc[V_JB, x] + 2.0 * tx * acc[V_AB, x])
         var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * scr[_E_VA, x] + tt * tt * scr[_E_VB, x]
                                  + var_l)
-        out_e[x] = ex if ok else np.nan
-        out_s[x] = np.sqrt(var_e) if ok else np.nan
+        out_e[x] = ex
+        out_s[x] = var_e
+    _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, edge_hi,
+                    out_e, scr, n)
+    for x in range(n):
+        ok = (kx[x] >= 0) & todo[x]
+        out_s[x] = np.sqrt(out_s[x] + scr[_E_HOP, x]) if ok else np.nan
+        out_e[x] = out_e[x] if ok else np.nan
+
+
+@njit(cache=True, inline="always")
+def _phi(z):
+    """Standard normal CDF, approximated to ~1e-2 without libm calls (vectorizes)."""
+    u = 0.7978845608 * (z + 0.044715 * z * z * z)
+    u = min(max(u, -3.0), 3.0)
+    return 0.5 + 0.5 * u * (27.0 + u * u) / (27.0 + 9.0 * u * u)
+
+
+@njit(cache=True, inline="always")
+def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, edge_hi,
+                    ex, scr, n):
+    """Variance of the first crossing from hops to non-adjacent pairs, into ``scr[_E_HOP]``.
+
+    Where the noise is comparable to the rise between grid points, noise can make an
+    earlier pair cross first (or the observed crossing a noise crossing), a jump of the
+    estimate that no linearization sees. With each point's true ``y`` taken as normal
+    around the observed one, a forward recursion gives the probability that the first
+    crossing is at each pair; the variance adds ``P * (midpoint - estimate)^2`` over the
+    pairs more than one pair away from the observed one, and ``HOP_NEIGHBOUR_WEIGHT``
+    times that for the two neighbouring pairs (a hop to a neighbour is mostly continuous,
+    already in the linear term, unless the noise makes the rise non-monotonic).
+    """
+    dt = scr.dtype
+    one = dt.type(1.0)
+    zero = dt.type(0.0)
+    tiny = dt.type(1e-30)
+    for x in range(n):
+        scr[_E_HOP, x] = zero
+        scr[_E_S0, x] = zero
+    _edge_y_chunk(blk_mu[edge_lo], dt.type(t_blk[edge_lo]), scr, n)
+    _edge_var_chunk(blk_mu[edge_lo], blk_var[edge_lo], acc[ROW_REF], sv, model_var, scr, n)
+    for x in range(n):
+        a = _phi((scr[_E_HALF, x] - scr[_E_MU, x]) / (np.sqrt(scr[_E_VAR, x]) + tiny))
+        scr[_E_PB, x] = a  # P(no crossing yet, last point below half)
+        scr[_E_PC, x] = one - a  # P(no crossing yet, every point so far above half)
+    for k in range(edge_lo, edge_hi):
+        _edge_y_chunk(blk_mu[k + 1], dt.type(t_blk[k + 1]), scr, n)
+        _edge_var_chunk(blk_mu[k + 1], blk_var[k + 1], acc[ROW_REF], sv, model_var, scr, n)
+        mid = dt.type(0.5 * (e_blk[k] + e_blk[k + 1]))
+        kf = dt.type(k)
+        for x in range(n):
+            a1 = _phi((scr[_E_HALF, x] - scr[_E_MU, x]) / (np.sqrt(scr[_E_VAR, x]) + tiny))
+            pb = scr[_E_PB, x]
+            pc = scr[_E_PC, x]
+            p = pb * (one - a1)
+            dk = kf - scr[_E_K, x]
+            far = dt.type(dk * dk > dt.type(1.5))
+            near = dt.type(dk * dk > dt.type(0.5)) - far
+            d = mid - ex[x]
+            scr[_E_S0, x] += p
+            scr[_E_HOP, x] += p * d * d * (far + dt.type(HOP_NEIGHBOUR_WEIGHT) * near)
+            scr[_E_PB, x] = (pb + pc) * a1
+            scr[_E_PC, x] = pc * (one - a1)
+    for x in range(n):
+        s0 = scr[_E_S0, x]
+        scr[_E_HOP, x] = scr[_E_HOP, x] / s0 if s0 > tiny else zero
 
 
 @njit(cache=True, inline="always")
