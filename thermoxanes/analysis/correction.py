@@ -14,7 +14,7 @@ from numba import njit, prange
 from thermoxanes.analysis.validation import check_frames
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _absorbance_kernel(sample, flat, dark, saturation, gain, n_flat, n_sample, mu, var, bad):
     """Flat 1-D arrays (float64 scalars): fill ``mu``, ``var`` and ``bad`` in place."""
     for i in prange(sample.size):

@@ -67,7 +67,7 @@ from thermoxanes.analysis.whiteline_kernels import _whiteline_row
 TILE = 512
 
 
-@njit(fastmath=FM, cache=True, inline="always")
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
 def _accumulate_row(mu_row, var_row, ref_row, model_var, lin_c, var_c, in_pre, acc, vtmp):
     """Add one energy's row of absorbance to the sums ``acc`` (N_ACC, W), in place.
 
@@ -107,7 +107,7 @@ def _accumulate_row(mu_row, var_row, ref_row, model_var, lin_c, var_c, in_pre, a
                 acc[ROW_EXP, x] += in_pre * vtmp[x]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv, mask):
     """Edge jump and its sigma, variance scale ``sv`` and mask of one row, in place.
 
@@ -137,10 +137,10 @@ CHUNK = 512
 HOP_NEIGHBOUR_WEIGHT = 0.3
 # Scratch rows of the edge scan.
 _E_ALPHA, _E_BETA, _E_HALF, _E_Y1, _E_V1, _E_F1, _E_K, _E_YA, _E_YB, _E_VA, _E_VB = range(11)
-_E_MU, _E_VAR, _E_FINE, _E_HOP, _E_S0, _E_PB, _E_PC = 11, 12, 13, 14, 15, 16, 17
+_E_MU, _E_VAR, _E_FINE, _E_HOP, _E_S0, _E_PB, _E_PC, _E_EX = 11, 12, 13, 14, 15, 16, 17, 18
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
               kx, out_e, out_s):
     """First rise of ``(mu - pre) / jump`` through 0.5 in the edge window, and its sigma.
@@ -152,7 +152,7 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
     scratch array of CHUNK columns (their loops vectorize).
     """
     w = blk_mu.shape[1]
-    scr = np.empty((18, CHUNK), dtype=acc.dtype)
+    scr = np.empty((19, CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
         x1 = x0 + n
@@ -161,10 +161,10 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
                     out_e[x0:x1], out_s[x0:x1], scr, n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo,
                 edge_hi, kx, out_e, out_s, scr, n):
-    """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (18, CHUNK).
+    """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (19, CHUNK).
 
     The scan keeps its state as blends with 0/1 masks (``old + m * (new - old)``) of
     NaN-free values: branch-free code that LLVM vectorizes (ternaries there would not).
@@ -238,15 +238,17 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
         out_e[x] = out_e[x] if ok else np.nan
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _phi(z):
     """Standard normal CDF, approximated to ~1e-2 without libm calls (vectorizes)."""
-    u = 0.7978845608 * (z + 0.044715 * z * z * z)
-    u = min(max(u, -3.0), 3.0)
-    return 0.5 + 0.5 * u * (27.0 + u * u) / (27.0 + 9.0 * u * u)
+    f = np.float32
+    z = min(max(z, f(-4.0)), f(4.0))
+    u = z * (f(0.7978845608) + f(0.0356774081) * z * z)
+    u = min(max(u, f(-3.0)), f(3.0))
+    return f(0.5) + f(0.5) * u * (f(27.0) + u * u) / (f(27.0) + f(9.0) * u * u)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, edge_hi,
                     ex, scr, n):
     """Variance of the first crossing from hops to non-adjacent pairs, into ``scr[_E_HOP]``.
@@ -267,6 +269,7 @@ def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, 
     for x in range(n):
         scr[_E_HOP, x] = zero
         scr[_E_S0, x] = zero
+        scr[_E_EX, x] = ex[x]
     _edge_y_chunk(blk_mu[edge_lo], dt.type(t_blk[edge_lo]), scr, n)
     _edge_var_chunk(blk_mu[edge_lo], blk_var[edge_lo], acc[ROW_REF], sv, model_var, scr, n)
     for x in range(n):
@@ -286,7 +289,7 @@ def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, 
             dk = kf - scr[_E_K, x]
             far = dt.type(dk * dk > dt.type(1.5))
             near = dt.type(dk * dk > dt.type(0.5)) - far
-            d = mid - ex[x]
+            d = mid - scr[_E_EX, x]
             scr[_E_S0, x] += p
             scr[_E_HOP, x] += p * d * d * (far + dt.type(HOP_NEIGHBOUR_WEIGHT) * near)
             scr[_E_PB, x] = (pb + pc) * a1
@@ -296,7 +299,7 @@ def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, 
         scr[_E_HOP, x] = scr[_E_HOP, x] / s0 if s0 > tiny else zero
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _edge_y_chunk(mu_row, t, scr, n):
     """``y = mu - pre`` of one block row into ``scr[_E_MU]`` (NaN replaced by 0) and its
     finiteness (1/0) into ``scr[_E_FINE]``."""
@@ -308,7 +311,7 @@ def _edge_y_chunk(mu_row, t, scr, n):
         scr[_E_MU, x] = y if fine else dt.type(0.0)
 
 
-@njit(fastmath=FM, cache=True, inline="always")
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
 def _edge_var_chunk(mu_row, var_row, ref, sv, model_var, scr, n):
     """Variance of one block row into ``scr[_E_VAR]``: given, or ``sv * exp(mu - ref)``
     (0 where the row's ``y`` is not finite)."""
@@ -323,7 +326,7 @@ def _edge_var_chunk(mu_row, var_row, ref, sv, model_var, scr, n):
             scr[_E_VAR, x] = v if scr[_E_FINE, x] > dt.type(0.0) else dt.type(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _valence_row(acc, sv, todo, out_v, out_s):
     """Valence from the linear-combination weights: 2-3 pair, or 3-4 pair above 3."""
     for x in range(out_v.size):
@@ -351,7 +354,7 @@ def _valence_row(acc, sv, todo, out_v, out_s):
             out_s[x] = np.sqrt(s * (a * a * vb + b * b * va - 2.0 * a * b * vab)) / (den * den)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_index, blk_lo,
                       blk_hi, e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo,
                       edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale, out,
@@ -415,7 +418,7 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
 # (H, n_blk, W) (contiguous per row), maps (H, W). Each runs one stage over all rows.
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _accumulate_frame_kernel(mu, var, lin_c, var_c, in_pre, acc):
     """Add one frame ``mu`` (H, W) with variance ``var`` to ``acc``, in place.
 
@@ -430,14 +433,14 @@ def _accumulate_frame_kernel(mu, var, lin_c, var_c, in_pre, acc):
         _accumulate_row(mu[y], var[y], ref, False, lin_c, var_c, in_pre, a, vtmp)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _lines_kernel(acc, n_pre, pre_st, pre_stt, k_sigma, jump, jump_s, sv, mask):
     for y in prange(acc.shape[0]):
         _lines_row(acc[y], n_pre, pre_st, pre_stt, k_sigma, False, jump[y], jump_s[y], sv[y],
                    mask[y])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
                  out_s):
     n_h, n_w = sv.shape
@@ -447,7 +450,7 @@ def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge
                   t_blk, e0, edge_lo, edge_hi, kx, out_e[y], out_s[y])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi, method,
                       fit_lo, fit_n, pinv, center, scale, out_w, out_s):
     n_h, n_w = sv.shape
@@ -459,13 +462,13 @@ def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi
                        np.empty(n_par), np.empty(n_par), out_w[y], out_s[y])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _valence_kernel(acc, sv, todo, out_v, out_s):
     for y in prange(sv.shape[0]):
         _valence_row(acc[y], sv[y], todo[y], out_v[y], out_s[y])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _mask_in_place_kernel(out, mask):
     """Set ``out`` (N_OUT, H, W) to NaN outside ``mask``, except the edge-jump rows."""
     n_out, n_h, n_w = out.shape

@@ -21,7 +21,7 @@ V_AA, V_BB, V_AB, V_JJ, V_JA, V_JB = (N_LIN + i for i in range(6))
 V_A23, V_B23, V_AB23, V_A34, V_B34, V_AB34 = (N_LIN + 6 + i for i in range(6))
 
 
-@njit(fastmath=FM, cache=True, inline="always")
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
 def _fexp(d):
     """exp(d) as (1 + d/256)^256, d clipped to [-20, 20]: relative error ~ d^2/512.
 

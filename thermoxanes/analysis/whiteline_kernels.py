@@ -27,7 +27,7 @@ WL_MAX_ITER = 50
 WL_TOL_EV = 2e-5
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _wl_d1(u, p):
     """First derivative of peak-model basis function ``p`` (1, u, u^2, sin, cos) at u."""
     if p == 0:
@@ -41,7 +41,7 @@ def _wl_d1(u, p):
     return -np.pi * np.sin(np.pi * u)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _wl_d2(u, p):
     """Second derivative of peak-model basis function ``p`` at u."""
     if p < 2:
@@ -53,7 +53,7 @@ def _wl_d2(u, p):
     return -np.pi * np.pi * np.cos(np.pi * u)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _trig_grid():
     """(N_TRIG_GRID, 5) basis values (1, u, u^2, sin pi u, cos pi u) on u in [-1, 1]."""
     g = np.empty((N_TRIG_GRID, 5))
@@ -67,7 +67,7 @@ def _trig_grid():
     return g
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _trig_peak(coef, grid):
     """Maximum of the trig_poly model on [-1, 1]: grid search on ``grid``, then Newton."""
     best_i = 0
@@ -93,7 +93,7 @@ def _trig_peak(coef, grid):
     return u
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ds_sums(rr, ww, wd, zj, ds, w):
     """Add one point's terms to the fit sums ``ds`` (16, W) and their d/dr (see caller)."""
     s0, s1, s2, s3, s4, t0, t1, t2 = ds[0], ds[1], ds[2], ds[3], ds[4], ds[5], ds[6], ds[7]
@@ -134,7 +134,7 @@ def _ds_sums(rr, ww, wd, zj, ds, w):
         e2[x] += (dw * r * r + np.float32(2.0) * wt * r) * zz
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
                      h, method, kmax, out_w, out_s):
     """Quadratic (Gaussian) white line of a row of pixels, in lockstep.
@@ -470,7 +470,7 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl
         out_s[x] = np.sqrt(vw)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
                    method, fit_lo, fit_n, pinv, center, scale, kmax, ymax, zbuf, coef, d1buf,
                    out_w, out_s):
