@@ -18,6 +18,7 @@ import html
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,8 @@ from bokeh.models import (
     ColumnDataSource,
     CustomJS,
     Div,
-    FixedTicker,
     HoverTool,
+    LabelSet,
     LinearColorMapper,
     Range1d,
     ScaleBar,
@@ -49,6 +50,7 @@ from thermoxanes.monitor.state import (
 MAP_WIDTH_PX = 360
 PUSH_PERIOD_MS = 500
 SECONDARY_DELAY_MS = 150
+SECONDARY_STEP_MS = 100
 HEALTH_EVERY = 2  # the health panel is rebuilt every HEALTH_EVERY pushes (1 s)
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 _EMPTY_IMAGE = {"image": [], "value": [], "sweep": [], "x": [], "y": [], "dw": [], "dh": []}
@@ -97,6 +99,52 @@ setTimeout(retry, 1000);
 """
 
 
+def _nice_step(span: float) -> float:
+    """1, 2 or 5 times a power of ten, near ``span``."""
+    exponent = math.floor(math.log10(span))
+    for mantissa in (1.0, 2.0, 5.0, 10.0):
+        step = mantissa * 10.0 ** exponent
+        if step >= span:
+            return step
+    return 10.0 ** (exponent + 1)
+
+
+def _fit_range(rng: Range1d, values: list[float]) -> None:
+    """Widen or narrow ``rng`` to hold ``values``, in steps, so it changes rarely.
+
+    The range is left alone while it holds every value with a margin and is not more
+    than three times wider than needed; otherwise it is set to the values padded by 8 %
+    and rounded outwards to a nice step (a quarter of the new span).
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return
+    lo, hi = min(finite), max(finite)
+    if hi - lo < 1e-9:
+        half = max(abs(lo) * 0.01, 0.5)
+        lo, hi = lo - half, hi + half
+    span = hi - lo
+    start, end = rng.start, rng.end
+    if isinstance(start, int | float) and isinstance(end, int | float) and end > start:
+        margin = 0.02 * span
+        if start <= lo - margin and end >= hi + margin and end - start <= 3.0 * span:
+            return
+    pad = 0.08 * span
+    step = _nice_step((span + 2 * pad) / 4.0)
+    rng.update(start=math.floor((lo - pad) / step) * step,
+               end=math.ceil((hi + pad) / step) * step)
+
+
+def _ends(values: Any) -> list[float]:
+    """The smallest and largest finite value (none if there are none)."""
+    finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return [min(finite), max(finite)] if finite else []
+
+
+def _pixels() -> Metric:
+    return Metric(base_unit="px", include=["px"])
+
+
 def _fmt(value: float | None, spec: str, unit: str = "") -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -120,11 +168,12 @@ def _temperature_colour(temperature: float | None, lo: float, hi: float) -> str:
 
 
 def _ridgelines(records: list[SweepRecord], which: str, default_edges: np.ndarray,
-                lo_t: float, hi_t: float) -> tuple[dict[str, list], list[float], dict, tuple]:
+                lo_t: float, hi_t: float) -> tuple[dict[str, list], tuple[float, float]]:
     """Patches (one per sweep) stacked by sweep order: the histogram evolution.
 
     Each sweep's density is drawn over its own bin edges (a publisher's histograms may
-    differ from the monitor's own).
+    differ from the monitor's own).  The sweep labels (at most 12 shown) are columns of
+    the same data, drawn by a LabelSet: one data change per update, no axis re-layout.
     """
     edges_attr = "valence_edges" if which == "valence_density" else "delta_edges"
     chosen = []
@@ -138,9 +187,8 @@ def _ridgelines(records: list[SweepRecord], which: str, default_edges: np.ndarra
             chosen.append((r, density, edges))
     peak = max((float(d.max()) for _, d, _ in chosen if d.size), default=0.0)
     scale = 1.2 / peak if peak > 0 else 1.0
-    data: dict[str, list] = {"xs": [], "ys": [], "color": [], "label": [], "mean": []}
-    ticks: list[float] = []
-    labels: dict[float, str] = {}
+    data: dict[str, list] = {"xs": [], "ys": [], "color": [], "label": [], "mean": [],
+                             "tick_label": [], "ly": []}
     lo_x, hi_x = math.inf, -math.inf
     for offset, (record, density, edges) in enumerate(chosen):
         centres = 0.5 * (edges[:-1] + edges[1:])
@@ -159,14 +207,46 @@ def _ridgelines(records: list[SweepRecord], which: str, default_edges: np.ndarra
         data["label"].append(label)
         mean = record.mean_valence if which == "valence_density" else record.mean_delta_valence
         data["mean"].append(_fmt(mean, ".3f"))
-        ticks.append(float(offset))
-        labels[float(offset)] = label if len(chosen) <= 12 or offset % max(
-            1, len(chosen) // 12) == 0 else ""
+        data["tick_label"].append(label if len(chosen) <= 12 or offset % max(
+            1, len(chosen) // 12) == 0 else "")
+        data["ly"].append(float(offset))
     if lo_x < hi_x:
         x_span = (lo_x, hi_x)
     else:
         x_span = (float(default_edges[0]), float(default_edges[-1]))
-    return data, ticks, labels, x_span
+    return data, x_span
+
+
+@dataclass
+class _SeriesInputs:
+    """What the secondary panels are drawn from (one snapshot of the sweeps)."""
+
+    records: list[SweepRecord]
+    lo_t: float
+    hi_t: float
+    data: dict[str, list]
+
+    @classmethod
+    def of(cls, records: list[SweepRecord], origin: float | None) -> _SeriesInputs:
+        temps = [r.temperature_c for r in records if r.temperature_c is not None]
+        lo_t, hi_t = (min(temps), max(temps)) if temps else (25.0, 250.0)
+        if hi_t - lo_t < 1.0:
+            hi_t = lo_t + 1.0
+        nan = float("nan")
+
+        def val(v: float | None) -> float:
+            return nan if v is None else v
+
+        data = {
+            "temperature_c": [val(r.temperature_c) for r in records],
+            "time_min": [nan if r.time_s is None or origin is None
+                         else (r.time_s - origin) / 60.0 for r in records],
+            "valence": [val(r.mean_valence) for r in records],
+            "edge_ev": [val(r.mean_edge_energy_ev) for r in records],
+            "whiteline_ev": [val(r.mean_whiteline_energy_ev) for r in records],
+            "label": [r.label for r in records],
+        }
+        return cls(records=records, lo_t=lo_t, hi_t=hi_t, data=data)
 
 
 class MonitorView:
@@ -194,6 +274,8 @@ class MonitorView:
         self._shape: tuple[int, int] | None = None
         self._maps_pushed_at = -math.inf
         self._refreshes = 0
+        self._trickling = False
+        self._steps: list[Any] = []
         self._build()
         self._listener = self._on_state_change
         state.add_listener(self._listener)
@@ -203,7 +285,9 @@ class MonitorView:
         doc.config.reconnect_session = False
         doc.config.notify_connection_status = False
         doc.title = "thermoxanes monitor"
+        self._built = False
         self.refresh()
+        self._built = True
 
     # -- building -----------------------------------------------------------------------
     def _map_figure(self, title: str, name: str) -> Any:
@@ -232,8 +316,11 @@ class MonitorView:
         self.valence_fig.add_layout(ColorBar(color_mapper=self.valence_mapper,
                                              title="Ni valence", width=12), "right")
         self.valence_fig.add_tools(HoverTool(tooltips=[("valence", "@value{0.000}")]))
+        # in pixels until a map with a pixel size arrives (no model change for the first
+        # map without one)
         self.valence_scale = ScaleBar(range=self.valence_fig.x_range, location="bottom_left",
-                                      bar_length=0.25, background_fill_alpha=0.6)
+                                      bar_length=0.25, background_fill_alpha=0.6, unit="px",
+                                      dimensional=_pixels())
         self.valence_fig.add_layout(self.valence_scale)
         # differential map with significant pixels outlined
         self.diff_source = ColumnDataSource(dict(empty_image), name="differential_source")
@@ -252,7 +339,8 @@ class MonitorView:
         self.diff_fig.legend.location = "top_right"
         self.diff_fig.legend.background_fill_alpha = 0.6
         self.diff_scale = ScaleBar(range=self.diff_fig.x_range, location="bottom_left",
-                                   bar_length=0.25, background_fill_alpha=0.6)
+                                   bar_length=0.25, background_fill_alpha=0.6, unit="px",
+                                   dimensional=_pixels())
         self.diff_fig.add_layout(self.diff_scale)
         # status panels (fixed sizes, each its own root: a text change lays out only it)
         self.progress_div = Div(text="", width=900, height=60, name="progress",
@@ -261,18 +349,18 @@ class MonitorView:
                               css_classes=["txm-health"])
         # histogram evolution and differential histograms (ridgelines)
         self.temperature_mapper = LinearColorMapper(palette=Plasma256[:231], low=25, high=250)
-        self.hist_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [],
-                                             "mean": []}, name="histogram_source")
+        ridge_columns = ("xs", "ys", "color", "label", "mean", "tick_label", "ly")
+        self.hist_source = ColumnDataSource({k: [] for k in ridge_columns},
+                                            name="histogram_source")
         self.hist_fig = figure(title="Valence histograms by sweep", tools=_TOOLS, width=560,
                                height=360, x_axis_label="Ni valence", name="txm-histograms",
-                               x_range=Range1d(2.0, 4.0), y_axis_label="sweep",
-                               css_classes=["txm-histograms"])
-        self.delta_source = ColumnDataSource({"xs": [], "ys": [], "color": [], "label": [],
-                                              "mean": []}, name="delta_histogram_source")
+                               x_range=Range1d(2.0, 4.0), css_classes=["txm-histograms"])
+        self.delta_source = ColumnDataSource({k: [] for k in ridge_columns},
+                                             name="delta_histogram_source")
         self.delta_fig = figure(title="Differential histograms (against the previous sweep)",
                                 tools=_TOOLS, width=560, height=360,
                                 x_axis_label="Δ valence", name="txm-delta-histograms",
-                                x_range=Range1d(-0.5, 0.5), y_axis_label="sweep",
+                                x_range=Range1d(-0.5, 0.5),
                                 css_classes=["txm-delta-histograms"])
         for fig, source, what in ((self.hist_fig, self.hist_source, "mean valence"),
                                   (self.delta_fig, self.delta_source, "mean Δ")):
@@ -282,7 +370,11 @@ class MonitorView:
                                     tooltips=[("", "@label"), (what, "@mean")]))
             fig.add_layout(ColorBar(color_mapper=self.temperature_mapper, title="°C",
                                     width=10), "right")
-            fig.yaxis.ticker = FixedTicker(ticks=[])
+            # the sweeps are labelled inside the frame (no y axis to re-lay out)
+            fig.add_layout(LabelSet(x=4, y="ly", x_units="screen", y_offset=3,
+                                    text="tick_label", source=source,
+                                    text_font_size="10px", text_color="#333333"))
+            fig.yaxis.visible = False
             fig.ygrid.visible = False
         self.delta_fig.add_layout(Span(location=0.0, dimension="height", line_color="black",
                                        line_dash="dashed"))
@@ -293,15 +385,24 @@ class MonitorView:
         hover = [("", "@label"), ("T", "@temperature_c{0.0} °C"),
                  ("valence", "@valence{0.000}"), ("edge", "@edge_ev{0.00} eV")]
         self.series_figs = []
+        self.series_fig_sources: list[ColumnDataSource] = []
         for y, ylabel, x, xlabel in (
                 ("valence", "mean Ni valence", "temperature_c", "temperature (°C)"),
                 ("edge_ev", "mean edge energy (eV)", "temperature_c", "temperature (°C)"),
                 ("valence", "mean Ni valence", "time_min", "time (min)"),
                 ("edge_ev", "mean edge energy (eV)", "time_min", "time (min)")):
+            # explicit ranges that grow in steps (_fit_range): a new point inside them
+            # repaints the glyphs only, no axis re-layout (auto-ranging re-ran it for
+            # every point, the largest cost of an update in the browser)
             fig = figure(width=280, height=240, tools=_TOOLS, x_axis_label=xlabel,
-                         y_axis_label=ylabel, name=f"txm-{y}-vs-{x}")
-            fig.line(x=x, y=y, source=self.series_source, color="#1f77b4")
-            fig.scatter(x=x, y=y, source=self.series_source, size=7, color="#1f77b4")
+                         y_axis_label=ylabel, name=f"txm-{y}-vs-{x}",
+                         x_range=Range1d(0, 1), y_range=Range1d(0, 1), tags=[x, y])
+            # a source per figure: the figures are updated one at a time (_series_steps)
+            source = ColumnDataSource({k: [] for k in self.series_source.data},
+                                      name=f"series_source-{y}-vs-{x}")
+            fig.line(x=x, y=y, source=source, color="#1f77b4")
+            fig.scatter(x=x, y=y, source=source, size=7, color="#1f77b4")
+            self.series_fig_sources.append(source)
             fig.add_tools(HoverTool(tooltips=hover))
             self.series_figs.append(fig)
         # temperature trace with the sweeps marked
@@ -309,7 +410,8 @@ class MonitorView:
                                              name="trace_source")
         self.trace_fig = figure(title="Temperature", width=1140, height=240, tools=_TOOLS,
                                 x_axis_label="time (min)", y_axis_label="heater (°C)",
-                                name="txm-temperature")
+                                name="txm-temperature", x_range=Range1d(0, 1),
+                                y_range=Range1d(0, 1))
         self.trace_fig.line(x="time_min", y="temperature_c", source=self.trace_source,
                             color="#d62728", line_width=1.5)
         self.trace_fig.scatter(x="time_min", y="temperature_c", source=self.series_source,
@@ -349,16 +451,32 @@ class MonitorView:
     def _schedule_series(self) -> None:
         # a moment after the maps, so the browser paints the map first
         self._pending_series.clear()
-        self.doc.add_timeout_callback(self._push_series, SECONDARY_DELAY_MS)
+        if not self._trickling:
+            self._trickling = True
+            self.doc.add_timeout_callback(self._series_step, SECONDARY_DELAY_MS)
 
-    def _push_series(self) -> None:
+    def _series_step(self) -> None:
+        """Update the next secondary panel; then schedule the one after it.
+
+        Histograms, series and sweep markers are updated one panel per step,
+        ``SECONDARY_STEP_MS`` apart: each redraw is a separate, short piece of work in the
+        browser, so a map update arriving meanwhile waits behind one panel at most (all
+        of them at once kept a loaded browser busy for a second or more).
+        """
+        if not self._steps:
+            with self.state.lock:
+                version = self.state.series_version
+            if version == self._series_version:
+                self._trickling = False
+                return
+            self._series_version = version
+            self._steps = list(self._series_steps())
+        step = self._steps.pop(0)
         with self.state.lock:
-            series_version = self.state.series_version
             records = list(self.state.sweeps)
             origin = self.state.time_origin_s
-        if series_version != self._series_version:
-            self._series_version = series_version
-            self._update_series(records, origin)
+        step(_SeriesInputs.of(records, origin))
+        self.doc.add_timeout_callback(self._series_step, SECONDARY_STEP_MS)
 
     def _refresh_from_push(self) -> None:
         # the maps first, on their own: the browser paints them before it has to redo
@@ -398,17 +516,21 @@ class MonitorView:
             fraction = state.progress.fraction
         if maps is not None and maps_version != self._maps_version:
             self._push_maps(maps_version, maps)
-        # histograms and series a moment after the maps (the timeout scheduled by the
-        # "series" notification takes them then), so that the browser draws the map first
-        if series_version != self._series_version and \
-                time.monotonic() - self._maps_pushed_at >= SECONDARY_DELAY_MS / 1000.0:
+        # histograms and series: all at once only while the page is built; later one
+        # panel at a time after the maps (_series_step)
+        if series_version != self._series_version and not self._built:
             self._series_version = series_version
             self._update_series(records, origin)
+        elif series_version != self._series_version and not self._trickling:
+            self._trickling = True  # a change whose notification was missed
+            self.doc.add_timeout_callback(self._series_step, SECONDARY_DELAY_MS)
         if epoch != self._trace_epoch:
             self._trace_epoch = epoch
             self.trace_source.data = self._trace_data(trace_t, trace_c, origin)
+            self._fit_trace_ranges()
         elif trace_t:
             self.trace_source.stream(self._trace_data(trace_t, trace_c, origin))
+            self._fit_trace_ranges()
         self._trace_sent = trace_total
         # status texts age (silence, rates): progress every period, health every other;
         # Bokeh sends only what changed
@@ -417,6 +539,15 @@ class MonitorView:
         self._refreshes += 1
         if self._refreshes % HEALTH_EVERY == 1 or HEALTH_EVERY == 1:
             self.health_div.text = self._health_html()
+
+    def _fit_trace_ranges(self) -> None:
+        """The trace's ranges hold the trace and the fitted sweeps' markers."""
+        trace = self.trace_source.data
+        marks = self.series_source.data
+        _fit_range(self.trace_fig.x_range, [*_ends(trace["time_min"]),
+                                            *_ends(marks["time_min"])])
+        _fit_range(self.trace_fig.y_range, [*_ends(trace["temperature_c"]),
+                                            *_ends(marks["temperature_c"])])
 
     @staticmethod
     def _trace_data(times: list[float], temps: list[float], origin: float | None) -> dict:
@@ -433,10 +564,10 @@ class MonitorView:
                 fig.x_range.update(start=0, end=width)
                 fig.y_range.update(start=height, end=0)
                 fig.frame_height = max(120, int(round(MAP_WIDTH_PX * h / w)))
-                if maps.pixel_size_um:
-                    bar.update(unit="µm", dimensional=MetricLength())
-                else:
-                    bar.update(unit="px", dimensional=Metric(base_unit="px", include=["px"]))
+                in_um = bool(maps.pixel_size_um)
+                if in_um != (bar.unit == "µm"):
+                    bar.update(unit="µm" if in_um else "px",
+                               dimensional=MetricLength() if in_um else _pixels())
         return width, height
 
     def _update_maps(self, maps: DisplayMaps) -> None:
@@ -474,40 +605,47 @@ class MonitorView:
                                     f"{maps.n_significant} px with |z| > 3")
 
     def _update_series(self, records: list[SweepRecord], origin: float | None) -> None:
-        temps = [r.temperature_c for r in records if r.temperature_c is not None]
-        lo_t, hi_t = (min(temps), max(temps)) if temps else (25.0, 250.0)
-        if hi_t - lo_t < 1.0:
-            hi_t = lo_t + 1.0
-        self.temperature_mapper.update(low=lo_t, high=hi_t)
+        """Every secondary panel at once (building the page)."""
+        inputs = _SeriesInputs.of(records, origin)
+        for step in self._series_steps():
+            step(inputs)
+
+    def _series_steps(self) -> list[Any]:
+        """The secondary panels' updates, each a callable taking :class:`_SeriesInputs`."""
         config = self.state.config
-        for fig, source, which, edges in (
-                (self.hist_fig, self.hist_source, "valence_density", config.valence_edges),
-                (self.delta_fig, self.delta_source, "delta_density", config.delta_edges)):
-            data, ticks, labels, x_span = _ridgelines(records, which, edges, lo_t, hi_t)
-            source.data = data
-            # change the existing ticker: a new model would make the document (and each
-            # browser) re-index every model
-            fig.yaxis.ticker.ticks = ticks
-            fig.yaxis.major_label_overrides = labels
+
+        def ridgelines(fig: Any, source: ColumnDataSource, which: str, edges: np.ndarray,
+                       inputs: _SeriesInputs) -> None:
+            if which == "valence_density":
+                self.temperature_mapper.update(low=inputs.lo_t, high=inputs.hi_t)
+            data, x_span = _ridgelines(inputs.records, which, edges, inputs.lo_t,
+                                       inputs.hi_t)
             if which == "delta_density":  # symmetric about no change
                 bound = max(abs(x_span[0]), abs(x_span[1]))
                 x_span = (-bound, bound)
-            pad = 0.05 * (x_span[1] - x_span[0])
-            fig.x_range.update(start=x_span[0] - pad, end=x_span[1] + pad)
-        nan = float("nan")
+            _fit_range(fig.x_range, list(x_span))
+            source.data = data
 
-        def val(v: float | None) -> float:
-            return nan if v is None else v
+        def series(fig: Any, source: ColumnDataSource, inputs: _SeriesInputs) -> None:
+            x, y = fig.tags
+            _fit_range(fig.x_range, inputs.data[x])
+            _fit_range(fig.y_range, inputs.data[y])
+            source.data = dict(inputs.data)
 
-        self.series_source.data = {
-            "temperature_c": [val(r.temperature_c) for r in records],
-            "time_min": [nan if r.time_s is None or origin is None
-                         else (r.time_s - origin) / 60.0 for r in records],
-            "valence": [val(r.mean_valence) for r in records],
-            "edge_ev": [val(r.mean_edge_energy_ev) for r in records],
-            "whiteline_ev": [val(r.mean_whiteline_energy_ev) for r in records],
-            "label": [r.label for r in records],
-        }
+        def markers(inputs: _SeriesInputs) -> None:
+            self.series_source.data = dict(inputs.data)
+            self._fit_trace_ranges()
+
+        steps: list[Any] = [
+            lambda i: ridgelines(self.hist_fig, self.hist_source, "valence_density",
+                                 config.valence_edges, i),
+            lambda i: ridgelines(self.delta_fig, self.delta_source, "delta_density",
+                                 config.delta_edges, i),
+        ]
+        for fig, source in zip(self.series_figs, self.series_fig_sources, strict=True):
+            steps.append(lambda i, fig=fig, source=source: series(fig, source, i))
+        steps.append(markers)
+        return steps
 
     @staticmethod
     def _progress_html(progress: dict[str, Any], fraction: float | None) -> str:

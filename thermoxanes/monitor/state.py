@@ -41,6 +41,9 @@ _DIFFERENTIAL_LUT = _kernels.rgba_lut(DIFFERENTIAL_PALETTE)
 _NO_EDGES = np.zeros(1)
 _NO_MASK = np.ones((1, 1), dtype=bool)
 
+#: The valence colour range is rounded outwards to multiples of this (valence units).
+SPAN_STEP = 0.05
+
 #: Differential pixels with ``|z|`` above this are marked significant.
 Z_THRESHOLD = 3.0
 
@@ -252,11 +255,13 @@ class DisplayMaps:
         The sweep the differential map is taken against.
     valence_span : tuple of float or None
         Colour range of the valence map: the 1st to 99th percentile, widened over all
-        sweeps of the series so far so that maps of successive sweeps compare by colour.
+        sweeps of the series so far so that maps of successive sweeps compare by colour,
+        rounded outwards to ``SPAN_STEP``.
     valence_rgba, differential_rgba : numpy.ndarray or None
         The display maps coloured (uint32 RGBA, transparent where NaN).
     differential_bound : float
-        The differential colours span ``-bound .. +bound`` (99th percentile of ``|Δ|``).
+        The differential colours span ``-bound .. +bound`` (99th percentile of ``|Δ|``,
+        rounded up to a quarter of its power of ten).
     outline : dict
         ``{"xs": [...], "ys": [...]}``: contour lines around the significant pixels,
         in plot units.
@@ -565,13 +570,18 @@ class MonitorState:
         if finite.size:
             lo, hi = np.percentile(finite, [1, 99])
             span = (float(lo), float(hi))
-        display.valence_span = self._widen_span(header, span)
+        widened = self._widen_span(header, span)
+        # rounded outwards to 0.05: the colour bar (and its layout in the browser) then
+        # changes only when the range grows past a step
+        display.valence_span = None if widened is None else (
+            round(math.floor(widened[0] / SPAN_STEP) * SPAN_STEP, 10),
+            round(math.ceil(widened[1] / SPAN_STEP) * SPAN_STEP, 10))
         lo, hi = display.valence_span or (2.0, 4.0)
         display.valence_rgba = _kernels.colormap(display_valence, lo, hi, _VALENCE_LUT)
         if diff is not None:
             finite = np.abs(diff[np.isfinite(diff)])
             bound = float(np.percentile(finite, 99)) if finite.size else 0.1
-            display.differential_bound = bound = max(bound, 1e-3)
+            display.differential_bound = bound = _round_up(max(bound, 1e-3))
             display.differential_rgba = _kernels.colormap(diff, -bound, bound,
                                                           _DIFFERENTIAL_LUT)
             if significant is not None:
@@ -784,6 +794,12 @@ def _pick(data: Mapping[str, Any], suffixes: tuple[str, ...]) -> float | None:
                 if number is not None:
                     return number
     return None
+
+
+def _round_up(value: float) -> float:
+    """``value`` rounded up to a quarter of its power of ten (0.137 -> 0.15)."""
+    step = 10.0 ** math.floor(math.log10(value)) / 4.0
+    return round(math.ceil(value / step - 1e-9) * step, 12)
 
 
 def _float32(array: Any) -> np.ndarray:
