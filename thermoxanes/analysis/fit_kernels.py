@@ -153,17 +153,18 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
     """
     w = blk_mu.shape[1]
     scr = np.empty((19, CHUNK), dtype=acc.dtype)
+    below = np.empty((edge_hi - edge_lo + 1, CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
         x1 = x0 + n
         _edge_chunk(blk_mu[:, x0:x1], blk_var[:, x0:x1], acc[:, x0:x1], sv[x0:x1],
                     todo[x0:x1], model_var, e_blk, t_blk, e0, edge_lo, edge_hi, kx[x0:x1],
-                    out_e[x0:x1], out_s[x0:x1], scr, n)
+                    out_e[x0:x1], out_s[x0:x1], scr, below, n)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo,
-                edge_hi, kx, out_e, out_s, scr, n):
+                edge_hi, kx, out_e, out_s, scr, below, n):
     """:func:`_edge_row` on ``n <= CHUNK`` columns, with scratch ``scr`` (19, CHUNK).
 
     The scan keeps its state as blends with 0/1 masks (``old + m * (new - old)``) of
@@ -190,10 +191,12 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
         scr[_E_Y1, x] = scr[_E_MU, x]
         scr[_E_V1, x] = scr[_E_VAR, x]
         scr[_E_F1, x] = scr[_E_FINE, x]
+    _below_half(scr, below[edge_hi - edge_lo], n)
     for k in range(edge_hi - 1, edge_lo - 1, -1):
         kf = dt.type(k)
         _edge_y_chunk(blk_mu[k], dt.type(t_blk[k]), scr, n)
         _edge_var_chunk(blk_mu[k], blk_var[k], acc[ROW_REF], sv, model_var, scr, n)
+        _below_half(scr, below[k - edge_lo], n)
         for x in range(n):
             y0 = scr[_E_MU, x]
             y1 = scr[_E_Y1, x]
@@ -230,8 +233,7 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
                                  + var_l)
         out_e[x] = ex
         out_s[x] = var_e
-    _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, edge_hi,
-                    out_e, scr, n)
+    _edge_hop_chunk(e_blk, edge_lo, edge_hi, out_e, scr, below, n)
     for x in range(n):
         ok = (kx[x] >= 0) & todo[x]
         out_s[x] = np.sqrt(out_s[x] + scr[_E_HOP, x]) if ok else np.nan
@@ -249,8 +251,15 @@ def _phi(z):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, edge_hi,
-                    ex, scr, n):
+def _below_half(scr, out, n):
+    """P(true y below half) of the current row: ``_phi((half - y) / sigma)``."""
+    tiny = scr.dtype.type(1e-30)
+    for x in range(n):
+        out[x] = _phi((scr[_E_HALF, x] - scr[_E_MU, x]) / (np.sqrt(scr[_E_VAR, x]) + tiny))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _edge_hop_chunk(e_blk, edge_lo, edge_hi, ex, scr, below, n):
     """Variance of the first crossing from hops to non-adjacent pairs, into ``scr[_E_HOP]``.
 
     Where the noise is comparable to the rise between grid points, noise can make an
@@ -265,24 +274,19 @@ def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, 
     dt = scr.dtype
     one = dt.type(1.0)
     zero = dt.type(0.0)
-    tiny = dt.type(1e-30)
     for x in range(n):
         scr[_E_HOP, x] = zero
         scr[_E_S0, x] = zero
         scr[_E_EX, x] = ex[x]
-    _edge_y_chunk(blk_mu[edge_lo], dt.type(t_blk[edge_lo]), scr, n)
-    _edge_var_chunk(blk_mu[edge_lo], blk_var[edge_lo], acc[ROW_REF], sv, model_var, scr, n)
-    for x in range(n):
-        a = _phi((scr[_E_HALF, x] - scr[_E_MU, x]) / (np.sqrt(scr[_E_VAR, x]) + tiny))
+        a = below[0, x]
         scr[_E_PB, x] = a  # P(no crossing yet, last point below half)
         scr[_E_PC, x] = one - a  # P(no crossing yet, every point so far above half)
     for k in range(edge_lo, edge_hi):
-        _edge_y_chunk(blk_mu[k + 1], dt.type(t_blk[k + 1]), scr, n)
-        _edge_var_chunk(blk_mu[k + 1], blk_var[k + 1], acc[ROW_REF], sv, model_var, scr, n)
         mid = dt.type(0.5 * (e_blk[k] + e_blk[k + 1]))
         kf = dt.type(k)
+        b1 = below[k + 1 - edge_lo]
         for x in range(n):
-            a1 = _phi((scr[_E_HALF, x] - scr[_E_MU, x]) / (np.sqrt(scr[_E_VAR, x]) + tiny))
+            a1 = b1[x]
             pb = scr[_E_PB, x]
             pc = scr[_E_PC, x]
             p = pb * (one - a1)
@@ -294,6 +298,7 @@ def _edge_hop_chunk(blk_mu, blk_var, acc, sv, model_var, e_blk, t_blk, edge_lo, 
             scr[_E_HOP, x] += p * d * d * (far + dt.type(HOP_NEIGHBOUR_WEIGHT) * near)
             scr[_E_PB, x] = (pb + pc) * a1
             scr[_E_PC, x] = pc * (one - a1)
+    tiny = dt.type(1e-30)
     for x in range(n):
         s0 = scr[_E_S0, x]
         scr[_E_HOP, x] = scr[_E_HOP, x] / s0 if s0 > tiny else zero
