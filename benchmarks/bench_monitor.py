@@ -1,7 +1,7 @@
 """Live monitor latency: map update to painted map in real browsers; prints JSON.
 
 What is timed, per map size, with ``--viewers`` headless Chromium pages open (Debian
-``/usr/bin/chromium`` through playwright):
+``/usr/bin/chromium``, one window each, driven over its DevTools protocol):
 
 - **project**: ``thermoxanes monitor`` (``start_monitor``) fed by a real publisher in a
   separate process, as the analysis service is: map updates of synthetic heating sweeps
@@ -64,14 +64,174 @@ READY_JS = ("() => window.Bokeh && Bokeh.documents.length > 0 && "
             "Bokeh.documents[0].get_model_by_name('valence_source') !== null")
 
 
+# -- the browser: Chromium driven over its DevTools protocol, nothing else -----------------
+class _Chromium:
+    """Headless Chromium with one window per viewer, driven by ``Runtime.evaluate`` only.
+
+    Not playwright here: playwright enables the DevTools ``Network`` domain, so every
+    websocket frame the page receives (megabytes per map update) is also base64-encoded
+    and sent to its driver, CPU time a real viewer's browser never spends and that the
+    pipeline measured here would lose on a 2-core machine.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+        import re
+        import subprocess
+        import tempfile
+
+        from tornado.websocket import websocket_connect
+
+        self._profile = tempfile.mkdtemp(prefix="bench-monitor-chromium-")
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *CHROMIUM_ARGS, "--remote-debugging-port=0",
+             f"--user-data-dir={self._profile}", "--window-size=1280,1400", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                break
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            url = match.group(1) if match else None
+        if url is None:
+            self.proc.kill()
+            raise RuntimeError("Chromium did not start its DevTools endpoint")
+        threading.Thread(target=lambda: self.proc.stderr.read(), daemon=True).start()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._next_id = 0
+        self._pending: dict[int, Any] = {}
+
+        async def connect():
+            return await websocket_connect(url, max_message_size=1 << 28)
+
+        self._ws = asyncio.run_coroutine_threadsafe(connect(), self._loop).result(60)
+        asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self._ws.read_message()
+            if message is None:
+                return
+            data = json.loads(message)
+            future = self._pending.pop(data.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(data)
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout_s: float = 120.0) -> dict:
+        """One DevTools command; its result."""
+        import asyncio
+
+        async def send() -> dict:
+            self._next_id += 1
+            ident = self._next_id
+            future = self._loop.create_future()
+            self._pending[ident] = future
+            message = {"id": ident, "method": method, "params": params or {}}
+            if session is not None:
+                message["sessionId"] = session
+            await self._ws.write_message(json.dumps(message))
+            return await asyncio.wait_for(future, timeout_s)
+
+        reply = asyncio.run_coroutine_threadsafe(send(), self._loop).result(timeout_s + 5)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def new_page(self, url: str) -> _Page:
+        """A page in a window of its own (a background tab would not be painted)."""
+        context = self.call("Target.createBrowserContext")["browserContextId"]
+        target = self.call("Target.createTarget", {"url": "about:blank", "newWindow": True,
+                                                   "browserContextId": context})["targetId"]
+        session = self.call("Target.attachToTarget", {"targetId": target,
+                                                      "flatten": True})["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", {
+            "width": 1280, "height": 1400, "deviceScaleFactor": 1, "mobile": False},
+            session)
+        self.call("Page.navigate", {"url": url}, session)
+        return _Page(self, session)
+
+    def close(self) -> None:
+        import shutil
+
+        try:
+            self.call("Browser.close", timeout_s=10)
+        except Exception:  # noqa: BLE001 - killed below anyway
+            pass
+        try:
+            self.proc.wait(10)
+        except Exception:  # noqa: BLE001 - still running
+            self.proc.kill()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+
+class _Page:
+    def __init__(self, browser: _Chromium, session: str) -> None:
+        self.browser = browser
+        self.session = session
+
+    def evaluate(self, function: str) -> Any:
+        """Call a JavaScript function expression in the page; its JSON value."""
+        result = self.browser.call("Runtime.evaluate", {
+            "expression": f"({function})()", "returnByValue": True, "awaitPromise": True},
+            self.session)
+        if "exceptionDetails" in result:
+            raise RuntimeError(str(result["exceptionDetails"])[:300])
+        return result["result"].get("value")
+
+    def wait_for(self, function: str, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.evaluate(function):
+                    return
+            except RuntimeError:
+                pass  # still loading
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {function}")
+            time.sleep(0.2)
+
+
 # -- the publisher, in its own process (as the analysis service is) ----------------------
-def _publisher_main(conn, size: int, updates: int) -> None:
+def _acquisition(pub: Any, rate_hz: float, stop: threading.Event) -> None:
+    """Documents as the acquisition sends them during a sweep: events at ``rate_hz``."""
+    import uuid
+
+    run = str(uuid.uuid4())
+    pub("start", {"uid": run, "time": time.time(), "sweep_index": 0, "num_sweeps": 4,
+                  "energies_ev": [8200.0 + i for i in range(68)], "setpoint_c": 150.0})
+    pub("descriptor", {"uid": "primary", "run_start": run, "name": "primary",
+                       "time": time.time(), "data_keys": {
+                           "heater_temperature_c": {"dtype": "number", "source": "sim",
+                                                    "shape": []},
+                           "clock_time_s": {"dtype": "number", "source": "sim", "shape": []},
+                           "mono_energy_ev": {"dtype": "number", "source": "sim",
+                                              "shape": []}}})
+    k = 0
+    while not stop.wait(1.0 / rate_hz):
+        k += 1
+        pub("event", {"uid": str(uuid.uuid4()), "descriptor": "primary", "time": time.time(),
+                      "seq_num": k, "timestamps": {},
+                      "data": {"heater_temperature_c": 150.0 + 0.01 * k,
+                               "clock_time_s": 2.0 * k, "mono_energy_ev": 8200.0 + k % 68}})
+
+
+def _publisher_main(conn, size: int, updates: int, acquisition_hz: float) -> None:
     from thermoxanes.streaming.publisher import Publisher
 
     series = SyntheticSeries(size=size, histograms=True)
     prepared = [series.next() for _ in range(updates)]
     pub = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.2)
-    conn.send(pub.endpoint)
+    data = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.2) if acquisition_hz > 0 else None
+    conn.send((pub.endpoint, None if data is None else data.endpoint))
+    stop = threading.Event()
+    if data is not None:
+        threading.Thread(target=_acquisition, args=(data, acquisition_hz, stop),
+                         daemon=True).start()
     try:
         while True:
             command = conn.recv()
@@ -83,20 +243,24 @@ def _publisher_main(conn, size: int, updates: int) -> None:
             conn.send(sent)
         pub.flush(timeout_s=30.0)
     finally:
+        stop.set()
+        if data is not None:
+            data.close()
         pub.close()
         conn.close()
 
 
 class _PublisherProcess:
-    def __init__(self, size: int, updates: int) -> None:
+    def __init__(self, size: int, updates: int, acquisition_hz: float = 0.0) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_publisher_main, args=(child, size, updates),
+        self.proc = ctx.Process(target=_publisher_main, args=(child, size, updates,
+                                                                   acquisition_hz),
                                 daemon=True)
         self.proc.start()
         if not self.conn.poll(600):
             raise RuntimeError("publisher process did not start")
-        self.endpoint: str = self.conn.recv()
+        self.endpoint, self.data_endpoint = self.conn.recv()
 
     def send(self, index: int) -> float:
         self.conn.send(index)
@@ -245,18 +409,22 @@ def _summary(latencies: list[float], expected: int) -> dict[str, Any]:
 
 
 def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: float,
-            settle_s: float = 3.0, drain_s: float = 15.0) -> dict[str, Any]:
-    """Send ``updates`` map updates of ``size``^2 maps; latencies in every viewer."""
-    from playwright.sync_api import sync_playwright
+            settle_s: float = 3.0, drain_s: float = 15.0,
+            acquisition_hz: float = 0.0) -> dict[str, Any]:
+    """Send ``updates`` map updates of ``size``^2 maps; latencies in every viewer.
 
+    With ``acquisition_hz`` the monitor also follows an acquisition stream (events at
+    that rate: temperature trace, progress), as during an experiment.
+    """
     from thermoxanes.monitor import start_monitor
 
-    publisher = _PublisherProcess(size, updates)
+    publisher = _PublisherProcess(size, updates,
+                                  acquisition_hz if variant == "project" else 0.0)
     handle = raw = None
     display_ready: dict[int, float] = {}
     try:
         if variant == "project":
-            handle = start_monitor(publisher.endpoint, None)
+            handle = start_monitor(publisher.endpoint, publisher.data_endpoint)
             url = handle.url
 
             def note(part: str) -> None:
@@ -275,13 +443,12 @@ def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: floa
             def subscribed() -> bool:
                 return raw.messages > 0
         sent: dict[int, float] = {}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _Chromium()
+        try:
             pages = []
             for _ in range(viewers):
-                page = browser.new_page(viewport={"width": 1280, "height": 1400})
-                page.goto(url, timeout=120_000)
-                page.wait_for_function(READY_JS, timeout=120_000)
+                page = browser.new_page(url)
+                page.wait_for(READY_JS)
                 page.evaluate(HOOK)
                 pages.append(page)
             deadline = time.monotonic() + 60
@@ -302,6 +469,7 @@ def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: floa
                     break
                 time.sleep(0.25)
             load_after = os.getloadavg()
+        finally:
             browser.close()
     finally:
         if handle is not None:
@@ -313,6 +481,7 @@ def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: floa
     latencies: list[float] = []
     changes: list[float] = []
     by_update: dict[int, list[float]] = {i: [] for i in sent}
+    change_by_update: dict[int, list[float]] = {i: [] for i in sent}
     for events in seen:
         first: dict[int, tuple[float, float]] = {}
         for sweep, changed_ms, painted_ms in events:
@@ -322,6 +491,7 @@ def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: floa
             latencies.append(painted - sent[sweep])
             changes.append(changed - sent[sweep])
             by_update[sweep].append(round(painted - sent[sweep], 3))
+            change_by_update[sweep].append(round(changed - sent[sweep], 3))
     out: dict[str, Any] = {
         "load_avg_1min": [round(load_before[0], 2), round(load_after[0], 2)],
         **_summary(latencies, updates * viewers),
@@ -330,7 +500,14 @@ def measure(variant: str, size: int, updates: int, viewers: int, spacing_s: floa
         "cpu_s_per_update": {k: round((cpu_after[k] - cpu_before[k]) / updates, 3)
                              for k in cpu_before},
         "by_update_s": [by_update[i] for i in sorted(by_update)],
+        "data_in_browser_by_update_s": [change_by_update[i] for i in sorted(change_by_update)],
     }
+    if variant == "project":
+        out["received_by_update_s"] = [round(received[i] - sent[i], 3) if i in received
+                                       else None for i in sorted(sent)]
+        out["display_ready_by_update_s"] = [round(display_ready[i] - sent[i], 3)
+                                            if i in display_ready else None
+                                            for i in sorted(sent)]
     if variant == "project" and display_ready:
         out["stages_median_s"] = {
             "received_by_monitor": round(statistics.median(
@@ -350,6 +527,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--viewers", type=int, default=2)
     parser.add_argument("--spacing-s", type=float, default=1.5)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--acquisition-hz", type=float, default=0.0,
+                        help="also feed the monitor acquisition events at this rate")
     args = parser.parse_args(argv)
     np.seterr(all="ignore")
     results: dict[str, Any] = {
@@ -357,14 +536,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"updates": args.updates, "viewers": args.viewers,
-                     "spacing_s": args.spacing_s, "browser": CHROMIUM},
+                     "spacing_s": args.spacing_s, "acquisition_hz": args.acquisition_hz,
+                     "browser": CHROMIUM},
         "sizes": {},
     }
     for size in args.sizes:
         entry: dict[str, Any] = {}
         print(f"bench_monitor: {size}x{size} project", file=sys.stderr, flush=True)
         entry["project"] = measure("project", size, args.updates, args.viewers,
-                                   args.spacing_s)
+                                   args.spacing_s, acquisition_hz=args.acquisition_hz)
         if not args.no_baseline:
             print(f"bench_monitor: {size}x{size} baseline", file=sys.stderr, flush=True)
             entry["baseline_raw_bokeh"] = measure("baseline", size, args.updates,

@@ -51,9 +51,19 @@ MAP_WIDTH_PX = 360
 PUSH_PERIOD_MS = 500
 SECONDARY_DELAY_MS = 150
 SECONDARY_STEP_MS = 100
+#: For this long after new maps went out, nothing else is pushed to that page (the
+#: secondary panels, the trace, the status texts wait), so the browser draws the maps
+#: without competing work of this page.
+MAP_QUIET_S = 0.4
 HEALTH_EVERY = 2  # the health panel is rebuilt every HEALTH_EVERY pushes (1 s)
 _TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
-_EMPTY_IMAGE = {"image": [], "value": [], "sweep": [], "x": [], "y": [], "dw": [], "dh": []}
+
+
+def _placeholder_image(width: float = 1.0, height: float = 1.0) -> dict[str, list]:
+    """A clear 2x2 image (no value), in the layout of the map sources."""
+    return {"image": [np.zeros((2, 2), np.uint32)],
+            "value": [np.full((2, 2), np.nan, np.float32)], "sweep": [-1],
+            "x": [0.0], "y": [0.0], "dw": [width], "dh": [height]}
 
 #: The page: the roots (named panels) arranged in rows with plain CSS.
 PAGE_TEMPLATE = """
@@ -303,7 +313,9 @@ class MonitorView:
     def _build(self) -> None:
         # "image": the display map coloured in the monitor (RGBA), "value": its numbers
         # (for hover); the browser only draws, it never colour-maps
-        empty_image = dict(_EMPTY_IMAGE)
+        # until the first map: a clear 2x2 image, so that the browser has set up (and
+        # compiled) the image path before it matters
+        empty_image = _placeholder_image()
         # latest valence map
         self.valence_source = ColumnDataSource(dict(empty_image), name="valence_source")
         # the colour bars' mappers: the same palettes and ranges the monitor colours with
@@ -323,7 +335,7 @@ class MonitorView:
                                       dimensional=_pixels())
         self.valence_fig.add_layout(self.valence_scale)
         # differential map with significant pixels outlined
-        self.diff_source = ColumnDataSource(dict(empty_image), name="differential_source")
+        self.diff_source = ColumnDataSource(_placeholder_image(), name="differential_source")
         self.diff_mapper = LinearColorMapper(palette=list(DIFFERENTIAL_PALETTE), low=-0.1,
                                              high=0.1, nan_color=(0, 0, 0, 0))
         self.diff_fig = self._map_figure("Differential: from the second sweep on",
@@ -471,6 +483,13 @@ class MonitorView:
                 return
             self._series_version = version
             self._steps = list(self._series_steps())
+            if not self._steps:
+                self._trickling = False
+                return
+        quiet = MAP_QUIET_S - (time.monotonic() - self._maps_pushed_at)
+        if quiet > 0:  # new maps on their way: let the browser draw them first
+            self.doc.add_timeout_callback(self._series_step, int(quiet * 1000) + 1)
+            return
         step = self._steps.pop(0)
         with self.state.lock:
             records = list(self.state.sweeps)
@@ -516,6 +535,8 @@ class MonitorView:
             fraction = state.progress.fraction
         if maps is not None and maps_version != self._maps_version:
             self._push_maps(maps_version, maps)
+        if self._built and time.monotonic() - self._maps_pushed_at < MAP_QUIET_S:
+            return  # the browser is drawing new maps: the rest waits for the next period
         # histograms and series: all at once only while the page is built; later one
         # panel at a time after the maps (_series_step)
         if series_version != self._series_version and not self._built:
@@ -590,7 +611,7 @@ class MonitorView:
             self.valence_mapper.update(low=maps.valence_span[0], high=maps.valence_span[1])
         self.valence_fig.title.text = f"Ni valence, {sweep}{temp_text}"
         if maps.differential is None:
-            self.diff_source.data = dict(_EMPTY_IMAGE)
+            self.diff_source.data = _placeholder_image(width, height)
             self.sig_source.data = {"xs": [], "ys": []}
             self.diff_fig.title.text = f"Differential: none yet ({sweep} is the first)"
             return
