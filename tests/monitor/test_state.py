@@ -261,3 +261,26 @@ def test_progress_names_a_run_that_is_not_a_sweep():
     text = MonitorView._progress_html(vars(p).copy(), p.fraction)
     assert "heater_safe_state" in text and "abcdef12" not in text
     assert "4 of 4" in text
+
+
+def test_plot_ranges_hold_the_data_and_change_rarely():
+    from bokeh.models import Range1d
+
+    from thermoxanes.monitor.app import _fit_range
+
+    rng = Range1d(0, 1)
+    times = [0.0]
+    _fit_range(rng, times)
+    assert rng.start < 0.0 < rng.end
+    changes = 0
+    for k in range(1, 30):
+        times.append(20.0 * k)
+        before = (rng.start, rng.end)
+        _fit_range(rng, times)
+        span = max(times) - min(times)
+        # every point inside, clear of the edges
+        assert rng.start <= min(times) - 0.04 * span and rng.end >= max(times) + 0.04 * span
+        changes += (rng.start, rng.end) != before
+    assert changes <= 15  # grows in steps, not with every point
+    _fit_range(rng, [3.0, 3.1])  # far narrower data: the range follows
+    assert rng.start < 3.0 and 3.1 < rng.end < 3.5

@@ -109,40 +109,34 @@ setTimeout(retry, 1000);
 """
 
 
-def _nice_step(span: float) -> float:
-    """1, 2 or 5 times a power of ten, near ``span``."""
-    exponent = math.floor(math.log10(span))
-    for mantissa in (1.0, 2.0, 5.0, 10.0):
-        step = mantissa * 10.0 ** exponent
-        if step >= span:
-            return step
-    return 10.0 ** (exponent + 1)
-
-
 def _fit_range(rng: Range1d, values: list[float]) -> None:
-    """Widen or narrow ``rng`` to hold ``values``, in steps, so it changes rarely.
+    """Set ``rng`` to hold ``values``, changing it rarely (each change re-lays out axes).
 
     The range is left alone while it holds every value with a margin and is not more
-    than three times wider than needed; otherwise it is set to the values padded by 8 %
-    and rounded outwards to a nice step (a quarter of the new span).
+    than three times wider than needed. Values that grew past the top move the top alone,
+    with room for a quarter of the span more (times and temperatures grow during an
+    experiment); otherwise the range becomes the values padded by 10 %.
     """
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return
     lo, hi = min(finite), max(finite)
-    if hi - lo < 1e-9:
+    single = hi - lo < 1e-9
+    if single:
         half = max(abs(lo) * 0.01, 0.5)
         lo, hi = lo - half, hi + half
     span = hi - lo
     start, end = rng.start, rng.end
-    if isinstance(start, int | float) and isinstance(end, int | float) and end > start:
-        margin = 0.02 * span
-        if start <= lo - margin and end >= hi + margin and end - start <= 3.0 * span:
+    pad = 0.1 * span
+    if not single and isinstance(start, int | float) and isinstance(end, int | float) \
+            and end > start:
+        margin = 0.04 * span
+        if end - start <= 3.0 * span and start <= lo - margin:
+            if end >= hi + margin:
+                return
+            rng.end = hi + 0.25 * span  # grew at the top only: move the end alone
             return
-    pad = 0.08 * span
-    step = _nice_step((span + 2 * pad) / 4.0)
-    rng.update(start=math.floor((lo - pad) / step) * step,
-               end=math.ceil((hi + pad) / step) * step)
+    rng.update(start=lo - pad, end=hi + pad)
 
 
 def _ends(values: Any) -> list[float]:
