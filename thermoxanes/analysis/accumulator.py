@@ -21,6 +21,15 @@ from thermoxanes.analysis.config import FitConfig
 from thermoxanes.analysis.correction import correct_counts
 from thermoxanes.analysis.fit import maps_from_out
 from thermoxanes.analysis.fit_kernels import (
+    _accumulate_frame_kernel,
+    _edge_kernel,
+    _lines_kernel,
+    _mask_in_place_kernel,
+    _valence_kernel,
+    _whiteline_kernel,
+)
+from thermoxanes.analysis.fit_plan import N_ACC, ROW_REF, make_plan
+from thermoxanes.analysis.kernel_base import (
     N_OUT,
     OUT_EDGE,
     OUT_EDGE_S,
@@ -30,14 +39,7 @@ from thermoxanes.analysis.fit_kernels import (
     OUT_VAL_S,
     OUT_WL,
     OUT_WL_S,
-    _accumulate_frame_kernel,
-    _edge_kernel,
-    _lines_kernel,
-    _mask_in_place_kernel,
-    _valence_kernel,
-    _whiteline_kernel,
 )
-from thermoxanes.analysis.fit_plan import N_ACC, ROW_REF, make_plan
 from thermoxanes.analysis.maps import XanesMaps
 from thermoxanes.analysis.registration import RunningRegistration, _shift_bilinear
 from thermoxanes.analysis.validation import check_frame_shape

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from thermoxanes.analysis.config import FitConfig
-from thermoxanes.analysis.fit_kernels import N_OUT, _fit_stack_kernel
+from thermoxanes.analysis.fit_kernels import _fit_stack_kernel
 from thermoxanes.analysis.fit_plan import FitPlan, make_plan
+from thermoxanes.analysis.kernel_base import N_OUT
 from thermoxanes.analysis.maps import XanesMaps
 from thermoxanes.analysis.registration import register_stack
 from thermoxanes.analysis.validation import check_energies, check_stack

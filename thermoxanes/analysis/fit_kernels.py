@@ -36,9 +36,8 @@ from thermoxanes.analysis.fit_plan import (
     ROW_S2,
     T_SCALE_EV,
 )
-from thermoxanes.analysis.kernel_base import (  # noqa: F401 - re-exported
+from thermoxanes.analysis.kernel_base import (
     FM,
-    N_OUT,
     OUT_EDGE,
     OUT_EDGE_S,
     OUT_JUMP,
