@@ -47,8 +47,9 @@ CHUNK = 256
 HOP_NEIGHBOUR_WEIGHT = 0.3
 
 # Scratch rows.
-_ALPHA, _BETA, _HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0 = range(10)
-N_SCRATCH = 10
+(_ALPHA, _BETA, _HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0, _YA, _YB, _VA, _VB, _EA,
+ _H) = range(16)
+N_SCRATCH = 16
 #: "No crossing yet" value of the running minimum of the crossing index.
 _NONE = 1.0e6
 
@@ -134,6 +135,9 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
         scr[_BETA, x] = acc_b[x]
         scr[_HALF, x] = dt.type(0.5) * acc_j[x]
         scr[_K, x] = big
+    for r in range(_YA, N_SCRATCH):  # blended rows start finite
+        for x in range(n):
+            scr[r, x] = zero
     t0 = dt.type(t_blk[edge_lo])
     mu0 = blk_mu[edge_lo, x0:x1]
     var0 = blk_var[edge_lo, x0:x1]
@@ -149,10 +153,13 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
         kf = dt.type(k - edge_lo)
         mu_a = blk_mu[k, x0:x1]
         mu_b = blk_mu[k + 1, x0:x1]
+        var_a = blk_var[k, x0:x1]
         var_b = blk_var[k + 1, x0:x1]
+        e_a = dt.type(e_blk[k] - ec)
+        h = dt.type(e_blk[k + 1] - e_blk[k])
         p_row = prob[k - edge_lo]
         for x in range(n):
-            y0, _, f0 = _point(mu_a, mu_a, ref, sv, False, alpha, beta, t_a, x)
+            y0, v0, f0 = _point(mu_a, var_a, ref, sv, model_var, alpha, beta, t_a, x)
             y1, v1, f1 = _point(mu_b, var_b, ref, sv, model_var, alpha, beta, t_b, x)
             half = half_r[x]
             a1 = _phi((half - y1) / (np.sqrt(v1) + tiny))
@@ -166,32 +173,48 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
             scr[_PB, x] = pb1 * dt.type(pb1 > floor)
             scr[_PC, x] = pc1 * dt.type(pc1 > floor)
             stop = dt.type(((y0 < half) & (y1 >= half)) | (f0 * f1 == zero))
+            # The first stop is kept, with the values of its pair: unconditional blends
+            # (a min() here becomes a masked store, microcoded on AMD). A non-finite
+            # pair stops with K = -5.
             kk = scr[_K, x]
-            # First stop kept (an unconditional blend: a min() here becomes a masked
-            # store, which is microcoded on AMD).
-            scr[_K, x] = kk + stop * dt.type(kk == big) * (kf - kk)
-    # Pass 2: interpolation in the first pair and its linear variance (per pixel).
+            sel = stop * dt.type(kk == big)
+            ok = f0 * f1
+            scr[_K, x] = kk + sel * (ok * kf - (one - ok) * dt.type(5.0) - kk)
+            scr[_YA, x] += sel * (y0 - scr[_YA, x])
+            scr[_YB, x] += sel * (y1 - scr[_YB, x])
+            scr[_VA, x] += sel * (v0 - scr[_VA, x])
+            scr[_VB, x] += sel * (v1 - scr[_VB, x])
+            scr[_EA, x] += sel * (e_a - scr[_EA, x])
+            scr[_H, x] += sel * (h - scr[_H, x])
+    # Pass 2: interpolation in the first pair and its linear variance (float32 lanes).
+    out_e = out_e[x0:x1]
+    todo = todo[x0:x1]
+    v_jj = acc[V_JJ, x0:x1]
+    v_aa = acc[V_AA, x0:x1]
+    v_bb = acc[V_BB, x0:x1]
+    v_ja = acc[V_JA, x0:x1]
+    v_jb = acc[V_JB, x0:x1]
+    v_ab = acc[V_AB, x0:x1]
+    shift = dt.type((ec - e0) / T_SCALE_EV)
+    inv_t = dt.type(1.0 / T_SCALE_EV)
+    nan = dt.type(np.nan)
     for x in range(n):
         kk = scr[_K, x]
-        k = int(kk) + edge_lo if kk < big else edge_lo
-        ya, va, fa = _point(blk_mu[k, x0:x1], blk_var[k, x0:x1], ref, sv, model_var, alpha,
-                            beta, dt.type(t_blk[k]), x)
-        yb, vb, fb = _point(blk_mu[k + 1, x0:x1], blk_var[k + 1, x0:x1], ref, sv, model_var,
-                            alpha, beta, dt.type(t_blk[k + 1]), x)
-        good = (kk < big) & (fa * fb > zero) & todo[x0 + x]
-        e_a = e_blk[k]
-        h = e_blk[k + 1] - e_a
-        dy = yb - ya
+        ya = scr[_YA, x]
+        dy = scr[_YB, x] - ya
+        h = scr[_H, x]
         tt = (half_r[x] - ya) / dy
-        ex = e_a + tt * h
-        tx = (ex - e0) / T_SCALE_EV
-        xi = x0 + x
-        var_l = sv[x] * (0.25 * acc[V_JJ, xi] + acc[V_AA, xi] + tx * tx * acc[V_BB, xi]
-                          + acc[V_JA, xi] + tx * acc[V_JB, xi] + 2.0 * tx * acc[V_AB, xi])
-        var_e = (h / dy) ** 2 * ((1.0 - tt) ** 2 * va + tt * tt * vb + var_l)
-        out_e[xi] = ex if good else np.nan
+        exc = scr[_EA, x] + tt * h
+        tx = exc * inv_t + shift
+        var_l = dt.type(sv[x]) * (dt.type(0.25) * v_jj[x] + v_aa[x] + tx * tx * v_bb[x]
+                                  + v_ja[x] + tx * v_jb[x] + dt.type(2.0) * tx * v_ab[x])
+        g = h / dy
+        var_e = g * g * ((one - tt) * (one - tt) * scr[_VA, x] + tt * tt * scr[_VB, x]
+                         + var_l)
+        good = (kk >= zero) & (kk < big) & todo[x]
+        out_e[x] = (exc + dt.type(ec)) if good else nan
         scr[_K, x] = kk if good else dt.type(-10.0)
-        scr[_EXC, x] = dt.type(ex - ec) if good else zero
+        scr[_EXC, x] = exc if good else zero
         scr[_VAR, x] = var_e if good else zero
         scr[_HOP, x] = zero
         scr[_M0, x] = zero
