@@ -101,6 +101,14 @@ def _accumulate_row(mu_row, var_row, ref_row, model_var, lin_c, var_c, in_pre, a
                 acc[ROW_EXP, x] += in_pre * vtmp[x]
 
 
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
+def _model_var_row(mu_row, ref, sv, var_row):
+    """Modelled variances ``sv * exp(mu - ref)`` of one block row, into ``var_row``."""
+    f = var_row.dtype.type
+    for x in range(var_row.size):
+        var_row[x] = f(sv[x]) * _fexp(mu_row[x] - ref[x])
+
+
 @njit(cache=True, error_model="numpy")
 def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv, mask):
     """Edge jump and its sigma, variance scale ``sv`` and mask of one row, in place.
@@ -200,11 +208,14 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
                 blk_var = np.empty((blk_hi - blk_lo, w), dtype=stack.dtype)
             for k in range(blk_hi - blk_lo):
                 blk[k] = stack[blk_lo + k, y, x0:x1]
-                if not model_var:
+                if model_var:
+                    # The modelled variances of the block, once for both read-outs.
+                    _model_var_row(blk[k], r, sv, blk_var[k])
+                else:
                     blk_var[k] = var_stack[blk_lo + k, y, x0:x1]
-            _edge_row(blk, blk_var, a, sv, m, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
+            _edge_row(blk, blk_var, a, sv, m, False, e_blk, t_blk, e0, edge_lo, edge_hi,
                       out[OUT_EDGE, y, x0:x1], out[OUT_EDGE_S, y, x0:x1])
-            _whiteline_row(blk, blk_var, a, sv, m, model_var, t_blk, e_blk, wl_lo, wl_hi,
+            _whiteline_row(blk, blk_var, a, sv, m, False, t_blk, e_blk, wl_lo, wl_hi,
                            method, fit_lo, fit_n, pinv, center, scale, ibuf, fbuf, zbuf, coef,
                            d1buf, out[OUT_WL, y, x0:x1], out[OUT_WL_S, y, x0:x1])
             _valence_row(a, sv, m, out[OUT_VAL, y, x0:x1], out[OUT_VAL_S, y, x0:x1])
