@@ -51,13 +51,18 @@ class _Sum:
 
     __slots__ = ("total", "n", "_mean")
 
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.total = np.zeros(shape, dtype=np.float32)
+    def __init__(self) -> None:
+        self.total: np.ndarray | None = None  # allocated by the first frame
         self.n = 0
         self._mean: np.ndarray | None = None
 
     def add(self, frame: np.ndarray) -> None:
-        self.total += frame
+        if self.total is None:
+            # One pass (a copy in float32), not zeros plus an add: the first frame of
+            # each energy is on the path from the last frame to the maps.
+            self.total = np.array(frame, dtype=np.float32)
+        else:
+            self.total += frame
         self.n += 1
         self._mean = None
 
@@ -175,7 +180,7 @@ class SweepAccumulator:
         check_frame_shape(frame, self.frame_shape, name="dark")
         self._note_dtype(frame)
         if self._dark is None:
-            self._dark = _Sum(self.frame_shape)
+            self._dark = _Sum()
         self._dark.add(frame)
         self._n_darks += 1
         for i in list(self._used):
@@ -189,7 +194,7 @@ class SweepAccumulator:
         self._n_flats += 1
         if energy_ev is None:
             if self._flat_all is None:
-                self._flat_all = _Sum(self.frame_shape)
+                self._flat_all = _Sum()
             self._flat_all.add(frame)
             targets = [i for i in self._samples if i not in self._flats]
         else:
@@ -197,7 +202,7 @@ class SweepAccumulator:
             if i is None:
                 self._unexpected.append(float(energy_ev))
                 return
-            self._flats.setdefault(i, _Sum(self.frame_shape)).add(frame)
+            self._flats.setdefault(i, _Sum()).add(frame)
             targets = [i] if i in self._samples else []
         for i in targets:
             self._refresh(i)
@@ -218,7 +223,7 @@ class SweepAccumulator:
             return
         if i in self._samples:
             self._duplicates.append(float(self.energies_ev[i]))
-        self._samples.setdefault(i, _Sum(self.frame_shape)).add(frame)
+        self._samples.setdefault(i, _Sum()).add(frame)
         self._refresh(i)
 
     # ------------------------------------------------------------- processing
