@@ -126,16 +126,23 @@ class Progress:
             self.sweeps_done += 1
 
 
-def _free_tcp_port() -> int:
+def _free_tcp_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback TCP ports (all held open while picking)."""
+    import contextlib
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int,
-                    maps_endpoint: str | None = None) -> subprocess.Popen:
+                    maps_endpoint: str | None = None,
+                    maps_snapshot_endpoint: str | None = None) -> subprocess.Popen:
     analysis_dir = opts.out / "analysis"
     analysis_dir.mkdir(parents=True, exist_ok=True)
     ready = analysis_dir / "ready"
@@ -146,6 +153,8 @@ def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int,
            "--ready-file", str(ready), "--catalog-dir", str(opts.out)]
     if maps_endpoint:
         cmd += ["--maps-endpoint", maps_endpoint]
+        if maps_snapshot_endpoint:
+            cmd += ["--maps-snapshot-endpoint", maps_snapshot_endpoint]
     log = open(analysis_dir / "analysis.log", "w")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120.0
@@ -158,6 +167,54 @@ def _start_analysis(endpoint: str, opts: DemoOptions, num_sweeps: int,
             raise RuntimeError("analysis service did not become ready within 120 s")
         time.sleep(0.1)
     return proc
+
+
+@dataclass
+class DemoServices:
+    """The processes and endpoints the demo starts beside the RunEngine.
+
+    ``maps_endpoint`` and ``maps_snapshot_endpoint`` are bound by the analysis service
+    (``thermoxanes analyze --maps-endpoint/--maps-snapshot-endpoint``) when the demo
+    serves the monitor; a second ``thermoxanes monitor`` started mid-demo with both gets
+    every sweep fitted before it joined.
+    """
+
+    analysis: subprocess.Popen
+    monitor: Any = None
+    maps_endpoint: str | None = None
+    maps_snapshot_endpoint: str | None = None
+
+
+def _start_services(data_endpoint: str, opts: DemoOptions, num_sweeps: int,
+                    stream: TextIO) -> DemoServices:
+    """Start the analysis service and, with ``opts.monitor``, the monitor."""
+    print(f"  starting the analysis service (separate process) on {data_endpoint}",
+          file=stream, flush=True)
+    maps_endpoint = maps_snapshot_endpoint = None
+    if opts.monitor:
+        maps_endpoint, maps_snapshot_endpoint = (
+            f"tcp://127.0.0.1:{port}" for port in _free_tcp_ports(2))
+    analysis = _start_analysis(data_endpoint, opts, num_sweeps, maps_endpoint,
+                               maps_snapshot_endpoint)
+    services = DemoServices(analysis, maps_endpoint=maps_endpoint,
+                            maps_snapshot_endpoint=maps_snapshot_endpoint)
+    if opts.monitor:
+        from thermoxanes.monitor.server import start_monitor
+
+        try:
+            services.monitor = start_monitor(maps_endpoint, data_endpoint,
+                                             port=opts.monitor_port,
+                                             maps_snapshot_endpoint=maps_snapshot_endpoint)
+        except BaseException:
+            analysis.terminate()
+            raise
+        print(f"  live monitor: {services.monitor.url} (map updates {maps_endpoint}, "
+              f"maps snapshot {maps_snapshot_endpoint}, documents {data_endpoint})\n"
+              f"  another monitor can join at any time: thermoxanes monitor --port 0 "
+              f"--maps-endpoint {maps_endpoint} --maps-snapshot-endpoint "
+              f"{maps_snapshot_endpoint} --data-endpoint {data_endpoint}",
+              file=stream, flush=True)
+    return services
 
 
 def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
@@ -183,15 +240,8 @@ def run_demo(opts: DemoOptions, stream: TextIO = sys.stdout) -> dict[str, Any]:
     analysis = None
     monitor = None
     try:
-        print(f"  starting the analysis service (separate process) on {publisher.endpoint}",
-              file=stream, flush=True)
-        maps_endpoint = f"tcp://127.0.0.1:{_free_tcp_port()}" if opts.monitor else None
-        analysis = _start_analysis(publisher.endpoint, opts, num_sweeps, maps_endpoint)
-        if opts.monitor:
-            from thermoxanes.monitor.server import start_monitor
-
-            monitor = start_monitor(maps_endpoint, publisher.endpoint, port=opts.monitor_port)
-            print(f"  live monitor: {monitor.url}", file=stream, flush=True)
+        services = _start_services(publisher.endpoint, opts, num_sweeps, stream)
+        analysis, monitor = services.analysis, services.monitor
         RE = RunEngine({})
         # Order matters: the truth file must exist before the stop document is published,
         # and the publisher comes before the catalog writer so that a failing catalog

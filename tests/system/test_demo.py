@@ -1,8 +1,10 @@
 """System test: ``thermoxanes demo`` end to end, analysis service in its own process."""
 
+import io
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -69,3 +71,53 @@ def test_demo_bad_size_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "--size" in result.stderr
+
+
+def _wait_for(predicate, what, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_demo_monitor_binds_the_maps_snapshot_endpoint(tmp_path):
+    """``demo --monitor``: the analysis service answers on a maps snapshot endpoint, the
+    demo's monitor is given it, and it is printed for a second monitor (late joiners)."""
+    from thermoxanes.demo import DemoOptions, _start_services
+    from thermoxanes.streaming.publisher import Publisher
+    from thermoxanes.streaming.subscriber import Subscriber
+
+    publisher = Publisher("tcp://127.0.0.1:*", heartbeat_s=0.1)
+    opts = DemoOptions(out=tmp_path, monitor=True, monitor_port=0)
+    printed = io.StringIO()
+    services = _start_services(publisher.endpoint, opts, 1, printed)
+    late = None
+    try:
+        snapshot = services.maps_snapshot_endpoint
+        assert snapshot and snapshot.startswith("tcp://127.0.0.1:")
+        assert snapshot != services.maps_endpoint
+        text = printed.getvalue()
+        assert f"--maps-snapshot-endpoint {snapshot}" in text
+        assert f"--maps-endpoint {services.maps_endpoint}" in text
+        # the demo's own monitor asks the analysis service for the snapshot and gets it
+        (maps_feed,) = [f for f in services.monitor._feeds if f.kind == "maps"]
+        assert maps_feed.subscriber.snapshot_endpoint == snapshot
+        _wait_for(lambda: maps_feed.subscriber.stats["snapshot"] == "ok",
+                  "the demo monitor's snapshot")
+        # so does a second monitor started later with the printed endpoints
+        late = Subscriber(services.maps_endpoint, snapshot_endpoint=snapshot)
+
+        def answered():
+            late.recv(0.1)
+            return late.stats["snapshot"] == "ok"
+
+        _wait_for(answered, "a late joiner's snapshot")
+    finally:
+        if late is not None:
+            late.close()
+        services.monitor.close()
+        services.analysis.terminate()
+        services.analysis.wait(timeout=30)
+        publisher.close()
