@@ -6,6 +6,9 @@ Plans: ``xanes`` (one sweep, :func:`thermoxanes.plans.xanes.xanes_sweep`) and ``
 within the profile's ``connection_timeout_s`` first; otherwise the command exits with
 status 2 and one line naming the PVs, before anything moves. Runs are stored in an
 embedded tiled catalog under ``--out`` (frames as HDF5 files under ``--out/raw``).
+If the IOC goes away mid-run (a device status fails, or a read raises, with an error
+naming a PV), the RunEngine closes the run as usual (its documents stay in the catalog) and
+the command exits with status 2 and one line naming the PV and what was saved.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class _Counter:
 
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
+        self.total_events = 0  # of every run, including one that never got its stop
         self._events = 0
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
@@ -74,13 +78,64 @@ class _Counter:
             self.runs.append({"uid": doc["uid"], "plan_name": doc.get("plan_name")})
         elif name == "event":
             self._events += 1
+            self.total_events += 1
         elif name == "event_page":
             self._events += len(doc.get("seq_num", []))
+            self.total_events += len(doc.get("seq_num", []))
         elif name == "stop" and self.runs:
             run = self.runs[-1]
             run.update(events=self._events, exit_status=doc.get("exit_status"))
             print(f"run {run['uid'][:8]} ({run['plan_name']}): {self._events} events, "
                   f"{run['exit_status']}", flush=True)
+
+
+def pv_failure(exc: BaseException) -> BaseException | None:
+    """The EPICS error behind ``exc``, or None when there is none.
+
+    bluesky raises ``FailedStatus(status)`` when a device status fails; it names no PV. The
+    device's error is its ``__cause__`` (and ``status.exception()``), possibly further down
+    the ``__cause__``/``__context__`` chain when the plan's cleanup failed too. Returns the
+    first :class:`~thermoxanes.devices.connection.PVConnectionError` or
+    :class:`~thermoxanes.devices.connection.PVTimeoutError` found (these name the PVs),
+    else the first ophyd ``DisconnectedError``.
+    """
+    from ophyd.utils import DisconnectedError
+
+    from thermoxanes.devices.connection import PVConnectionError, PVTimeoutError
+
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    disconnected = None
+    while queue:
+        err = queue.pop(0)
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, PVConnectionError | PVTimeoutError):
+            return err
+        if isinstance(err, DisconnectedError) and disconnected is None:
+            disconnected = err
+        linked = [err.__cause__, err.__context__]
+        for arg in getattr(err, "args", ()):   # FailedStatus(status)
+            if callable(getattr(arg, "exception", None)) and getattr(arg, "done", False):
+                try:
+                    linked.append(arg.exception(timeout=0))
+                except Exception:  # noqa: BLE001 - not a status after all
+                    pass
+        queue.extend(e for e in linked if isinstance(e, BaseException))
+    return disconnected
+
+
+def abort_message(failure: BaseException, runs: list[dict[str, Any]], events: int,
+                  saved_in: str) -> str:
+    """The one line ``thermoxanes run`` prints when an EPICS error ended the plan."""
+    from thermoxanes.devices.connection import PVTimeoutError
+
+    what = ("EPICS IOC not answering" if isinstance(failure, PVTimeoutError)
+            else "lost EPICS PV connection (IOC not reachable)")
+    detail = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    return (f"thermoxanes run: error: {what}: {detail}; run aborted, {events} events of "
+            f"{len(runs)} run(s) already saved in {saved_in}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -151,6 +206,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         try:
             RE(plan)
+        except Exception as exc:
+            # the RunEngine has already closed the run (stop document, exit_status
+            # "fail") and the catalog written it; only the traceback is replaced
+            failure = pv_failure(exc)
+            if failure is None:
+                raise
+            saved_in = (f"the catalog {out}" if catalog is not None
+                        else f"{raw_dir} (frames only: --no-catalog)")
+            print(abort_message(failure, counter.runs, counter.total_events, saved_in),
+                  file=sys.stderr, flush=True)
+            return 2
         finally:
             if publisher is not None:
                 publisher.close()
