@@ -8,8 +8,10 @@ of a row) of pixels so that the inner loops run over contiguous pixels:
     jump, linear-combination weights), their variances and the pre-edge scatter;
 ``_lines_row``
     edge jump, its sigma, the pre-edge noise scale and the edge-jump mask;
-``_edge_row``, ``_whiteline_row``, ``_valence_row``
-    the read-outs with their propagated 1-sigma uncertainties.
+``_valence_row``
+    the valence read-out with its propagated 1-sigma uncertainty; the edge energy
+    (:mod:`~thermoxanes.analysis.edge_kernels`) and the white line
+    (:mod:`~thermoxanes.analysis.whiteline_kernels`) have their own modules.
 
 Variances come either from a variance array (Poisson, from raw counts) or, with
 ``model_var``, from the model ``var(mu_e) = sigma_pre^2 exp(mu_e) / <exp(mu)>_pre``
