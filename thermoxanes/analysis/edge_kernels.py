@@ -14,19 +14,19 @@ Per chunk of ``CHUNK`` pixels, three passes whose state lives in the rows of scr
 arrays (so that the pixel loops are branch-free and LLVM vectorizes them):
 
 1. one ascending pass over the edge window: the recursion, the probability of every
-   pair (stored), and the index of the first pair that crosses or is not finite (a
-   running minimum);
-2. per pixel, the interpolation in that pair and its linear variance;
+   pair (stored), and the first pair that crosses or is not finite, captured with its
+   values;
+2. the interpolation in that pair and its linear variance;
 3. the hop variance, a second pass over the stored probabilities.
 
-Every array a pixel loop touches is a whole C-contiguous row indexed with an offset:
-loops over strided views (``a[:, x0:x1]``) stay scalar.
+Every array a pixel loop touches is a C-contiguous 1-D row slice indexed from 0: loops
+over strided views (``a[:, x0:x1]``) or indexed with ``x0 + x`` stay scalar.
 """
 
 import numpy as np
 from numba import njit
 
-from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA, ROW_JUMP, ROW_REF, T_SCALE_EV
+from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA, ROW_JUMP, T_SCALE_EV
 from thermoxanes.analysis.kernel_base import (
     FM,
     V_AA,
@@ -35,7 +35,6 @@ from thermoxanes.analysis.kernel_base import (
     V_JA,
     V_JB,
     V_JJ,
-    _fexp,
 )
 
 #: Columns per chunk: a compile-time row stride lets LLVM prove that the scratch rows do
@@ -50,7 +49,7 @@ HOP_NEIGHBOUR_WEIGHT = 0.3
 (_ALPHA, _BETA, _HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0, _YA, _YB, _VA, _VB, _EA,
  _H) = range(16)
 N_SCRATCH = 16
-#: "No crossing yet" value of the running minimum of the crossing index.
+#: "No stop yet" value of the stop index.
 _NONE = 1.0e6
 
 
@@ -65,14 +64,14 @@ def _phi(z):
 
 
 @njit(cache=True, error_model="numpy")
-def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo, edge_hi,
-              out_e, out_s):
+def _edge_row(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
+              out_s):
     """Edge energy and its 1-sigma uncertainty of one row of pixels, in place.
 
-    ``blk_mu`` (n_blk, W) and ``blk_var`` (variances; unused with ``model_var``, where
-    the variance is ``sv * exp(mu - ref)``) hold the block of energies ``e_blk`` /
-    reduced energies ``t_blk`` around the edge; ``acc`` (rows, W) the pixels' sums
-    (pre-edge line, jump, variance sums); all C-contiguous. ``edge_lo..edge_hi`` is the
+    ``blk_mu`` (n_blk, W) and its variances ``blk_var`` hold the block of energies
+    ``e_blk`` / reduced energies ``t_blk`` around the edge; ``acc`` (rows, W) the pixels'
+    sums (pre-edge line, jump, variance sums), whose variances scale with ``sv``; all
+    C-contiguous. ``edge_lo..edge_hi`` is the
     edge window (block indices, inclusive). A non-finite point met before the crossing,
     no crossing, or ``todo`` false give NaN.
     """
@@ -81,37 +80,27 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_
     prob = np.empty((edge_hi - edge_lo, CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
-        if model_var:
-            _edge_chunk(blk_mu, blk_var, acc, sv, todo, True, e_blk, t_blk, e0, edge_lo,
-                        edge_hi, out_e, out_s, scr, prob, x0, n)
-        else:
-            _edge_chunk(blk_mu, blk_var, acc, sv, todo, False, e_blk, t_blk, e0, edge_lo,
-                        edge_hi, out_e, out_s, scr, prob, x0, n)
+        _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi,
+                    out_e, out_s, scr, prob, x0, n)
 
 
 @njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
-def _point(mu_row, var_row, ref, sv, model_var, alpha, beta, t, x):
+def _point(mu_row, var_row, alpha, beta, t, x):
     """``(y, var, finite)`` of pixel ``x``: ``y = mu - pre`` (0 if not finite), its
     variance (0 if not finite) and 1/0 finiteness."""
     dt = alpha.dtype
-    m = mu_row[x]
-    y = m - (alpha[x] + beta[x] * t)
-    if model_var:
-        v = dt.type(sv[x]) * _fexp(m - ref[x])
-    else:
-        v = var_row[x]
+    y = mu_row[x] - (alpha[x] + beta[x] * t)
+    v = var_row[x]
     fine = dt.type(np.abs(y) < dt.type(np.inf))
     ok = fine > dt.type(0.0)
     return (y if ok else dt.type(0.0)), (v if ok else dt.type(0.0)), fine
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edge_lo,
-                edge_hi, out_e, out_s, scr, prob, x0, n):
+def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
+                out_s, scr, prob, x0, n):
     """:func:`_edge_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch ``scr``
-    (N_SCRATCH, CHUNK) and ``prob`` (pairs, CHUNK). ``model_var`` is a literal at every
-    call, so that no pixel loop branches on it (a conditional load keeps a loop scalar).
-    """
+    (N_SCRATCH, CHUNK) and ``prob`` (pairs, CHUNK)."""
     dt = scr.dtype
     one = dt.type(1.0)
     zero = dt.type(0.0)
@@ -122,7 +111,6 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
     x1 = x0 + n
     # 1-D row slices (C-contiguous, indexed from 0): loops over them vectorize, loops
     # indexed with ``x0 + x`` do not (numba's negative-index wraparound hides the bounds).
-    ref = acc[ROW_REF, x0:x1]
     sv = sv[x0:x1]
     alpha = scr[_ALPHA]
     beta = scr[_BETA]
@@ -142,7 +130,7 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
     mu0 = blk_mu[edge_lo, x0:x1]
     var0 = blk_var[edge_lo, x0:x1]
     for x in range(n):
-        y, v, f = _point(mu0, var0, ref, sv, model_var, alpha, beta, t0, x)
+        y, v, f = _point(mu0, var0, alpha, beta, t0, x)
         a = _phi((half_r[x] - y) / (np.sqrt(v) + tiny))
         scr[_PB, x] = a  # P(no crossing yet, last point below half)
         scr[_PC, x] = one - a  # P(no crossing yet, every point so far above half)
@@ -159,8 +147,8 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, model_var, e_blk, t_blk, e0, edg
         h = dt.type(e_blk[k + 1] - e_blk[k])
         p_row = prob[k - edge_lo]
         for x in range(n):
-            y0, v0, f0 = _point(mu_a, var_a, ref, sv, model_var, alpha, beta, t_a, x)
-            y1, v1, f1 = _point(mu_b, var_b, ref, sv, model_var, alpha, beta, t_b, x)
+            y0, v0, f0 = _point(mu_a, var_a, alpha, beta, t_a, x)
+            y1, v1, f1 = _point(mu_b, var_b, alpha, beta, t_b, x)
             half = half_r[x]
             a1 = _phi((half - y1) / (np.sqrt(v1) + tiny))
             pb = scr[_PB, x]

@@ -215,9 +215,9 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
                     _model_var_row(blk[k], r, sv, blk_var[k])
                 else:
                     blk_var[k] = var_stack[blk_lo + k, y, x0:x1]
-            _edge_row(blk, blk_var, a, sv, m, False, e_blk, t_blk, e0, edge_lo, edge_hi,
+            _edge_row(blk, blk_var, a, sv, m, e_blk, t_blk, e0, edge_lo, edge_hi,
                       out[OUT_EDGE, y, x0:x1], out[OUT_EDGE_S, y, x0:x1])
-            _whiteline_row(blk, blk_var, a, sv, m, False, t_blk, e_blk, wl_lo, wl_hi,
+            _whiteline_row(blk, blk_var, a, sv, m, t_blk, e_blk, wl_lo, wl_hi,
                            method, fit_lo, fit_n, pinv, center, scale, ibuf, fbuf, zbuf, coef,
                            d1buf, out[OUT_WL, y, x0:x1], out[OUT_WL_S, y, x0:x1])
             _valence_row(a, sv, m, out[OUT_VAL, y, x0:x1], out[OUT_VAL_S, y, x0:x1])
@@ -254,7 +254,7 @@ def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge
                  out_s):
     n_h, n_w = sv.shape
     for y in prange(n_h):
-        _edge_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], False, e_blk,
+        _edge_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], e_blk,
                   t_blk, e0, edge_lo, edge_hi, out_e[y], out_s[y])
 
 
@@ -264,7 +264,7 @@ def _whiteline_kernel(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi
     n_h, n_w = sv.shape
     n_par = pinv.shape[1]
     for y in prange(n_h):
-        _whiteline_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], False, t_blk,
+        _whiteline_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], t_blk,
                        e_blk, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale,
                        np.empty(n_w, dtype=np.int64), np.empty(n_w), np.empty(pinv.shape[2]),
                        np.empty(n_par), np.empty(n_par), out_w[y], out_s[y])

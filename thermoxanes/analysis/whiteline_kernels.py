@@ -17,8 +17,8 @@ Both propagate a 1-sigma uncertainty from the variances of the absorbances.
 import numpy as np
 from numba import njit
 
-from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA, ROW_REF
-from thermoxanes.analysis.kernel_base import V_AA, V_AB, V_BB, _fexp
+from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA
+from thermoxanes.analysis.kernel_base import V_AA, V_AB, V_BB
 
 N_TRIG_GRID = 201
 #: Fixed-point iteration of the quadratic / Gaussian white line: at most this many
@@ -135,7 +135,7 @@ def _ds_sums(rr, ww, wd, zj, ds, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
+def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                      h, method, kmax, out_w, out_s):
     """Quadratic (Gaussian) white line of a row of pixels, in lockstep.
 
@@ -411,9 +411,7 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl
     e_hi = np.full(w, -np.inf, dtype=f32)
     gtmp = np.empty(w, dtype=f32)
     wtmp = np.empty(w, dtype=f32)
-    vtmp = np.empty(w, dtype=f32)
     f0, f1, f2, f3, f4, f5 = fin[0], fin[1], fin[2], fin[3], fin[4], fin[5]
-    ref = acc[ROW_REF]
     c_lo = np.inf
     c_hi = -np.inf
     for x in range(w):
@@ -438,19 +436,12 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl
             zj = z_full[j]
             for x in range(w):
                 gtmp[x] = gtmp[x] / np.exp(zj[x]) if wtmp[x] > zero else zero
-        if model_var:
-            mrow = blk_mu[k]
-            for x in range(w):
-                vtmp[x] = f32(sv[x]) * _fexp(f32(mrow[x]) - f32(ref[x]))
-        else:
-            vrow = blk_var[k]
-            for x in range(w):
-                vtmp[x] = f32(vrow[x])
+        vrow = blk_var[k]
         for x in range(w):
             gk = gtmp[x]
             ga[x] += gk
             gb[x] += gk * tk
-            var_w[x] += gk * gk * vtmp[x]
+            var_w[x] += gk * gk * f32(vrow[x])
         for x in range(w):
             inside = wtmp[x] > zero
             e_lo[x] = min(e_lo[x], ej) if inside else e_lo[x]
@@ -471,7 +462,7 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl
 
 
 @njit(cache=True, error_model="numpy")
-def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo, wl_hi,
+def _whiteline_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                    method, fit_lo, fit_n, pinv, center, scale, kmax, ymax, zbuf, coef, d1buf,
                    out_w, out_s):
     """White-line energy (peak of the model fitted around the maximum) and its sigma.
@@ -501,7 +492,7 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
     for x in range(w):
         kmax[x] = kmax[x] if nbad[x] == 0 else -2
     if method != 2:
-        _local_peaks_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_lo,
+        _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo,
                          wl_hi, scale, method, kmax, out_w, out_s)
         return
     grid = _trig_grid()
@@ -514,7 +505,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
         alpha = acc[ROW_ALPHA, x]
         beta = acc[ROW_BETA, x]
         s = sv[x]
-        ref = acc[ROW_REF, x]
         lo = fit_lo[c]
         n = fit_n[c]
         if n < 3:
@@ -544,7 +534,7 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, model_var, t_blk, e_blk, wl_l
             g = -scale * acc_g / d2
             g0 += g
             g1 += g * t_blk[lo + j]
-            vj = s * _fexp(blk_mu[lo + j, x] - ref) if model_var else blk_var[lo + j, x]
+            vj = blk_var[lo + j, x]
             var_w += g * g * vj
         var_w += s * (g0 * g0 * acc[V_AA, x] + g1 * g1 * acc[V_BB, x]
                       + 2.0 * g0 * g1 * acc[V_AB, x])
