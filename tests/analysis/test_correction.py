@@ -63,3 +63,27 @@ def test_mismatched_shapes():
         absorbance(np.ones((8, 8)), np.ones((8, 9)), np.zeros((8, 8)))
     with pytest.raises(ValueError, match="dtype"):
         absorbance(np.ones((8, 8), dtype=complex), np.ones((8, 8)), np.zeros((8, 8)))
+
+
+def test_log_matches_numpy_over_the_whole_float64_range(rng):
+    """The kernel's own vectorized log against numpy's, from ratios near 1 (mu ~ 0,
+    where float32 rounding of the ratio would lose it) to the ends of the float range
+    (denormal and overflowing ratios take the libm path)."""
+    flat = np.concatenate([
+        rng.uniform(1.0, 1e4, 2000),
+        np.full(4, 1e300), np.full(4, 1e-300), np.full(4, 1.0),
+    ])
+    ratio = np.concatenate([
+        np.exp(rng.uniform(-20.0, 20.0, 1000)), 1.0 + rng.uniform(-1e-6, 1e-6, 1000),
+        np.array([1e-20, 1e-15, 1e-10, 1e-5]), np.array([1e20, 1e100, 1e250, 1e300]),
+        np.array([1e-310, 1e-320, 1.0, 0.9999999]),
+    ])
+    sample = flat * ratio
+    dark = np.zeros_like(flat)
+    mu, var, bad = correct_counts(sample, flat, dark)
+    expected = -np.log((sample - dark) / (flat - dark))
+    assert not bad.any()
+    np.testing.assert_allclose(mu, expected.astype(np.float32), rtol=2e-7, atol=1e-30)
+    regular = slice(0, 2000)
+    np.testing.assert_allclose(var[regular], 1 / sample[regular] + 1 / flat[regular],
+                               rtol=1e-6)

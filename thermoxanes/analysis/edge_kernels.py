@@ -10,13 +10,15 @@ observed one, and ``HOP_NEIGHBOUR_WEIGHT`` times that for its two neighbours (a 
 neighbour is mostly continuous, already in the linear term, unless the noise makes the
 rise non-monotonic), normalized by ``sum_k P_k``.
 
-Per chunk of ``CHUNK`` pixels, three passes whose state lives in the rows of scratch
+Per chunk of ``CHUNK`` pixels, four passes whose state lives in the rows of scratch
 arrays (so that the pixel loops are branch-free and LLVM vectorizes them):
 
-1. one ascending pass over the edge window: the recursion, the probability of every
-   pair (stored), and the first pair that crosses or is not finite, captured with its
-   values;
-2. the interpolation in that pair and its linear variance;
+0. per point of the edge window, ``y`` (NaN if not finite) and ``1 / (sigma + tiny)``
+   (the only square roots and divisions of the point values);
+1. one ascending pass over the pairs: the recursion, the probability of every pair
+   (stored), and the index of the first pair that crosses or is not finite;
+2. the interpolation in that pair and its linear variance (scalar: it reads the points
+   of each pixel's own pair);
 3. the hop variance, a second pass over the stored probabilities.
 
 Every array a pixel loop touches is a C-contiguous 1-D row slice indexed from 0: loops
@@ -28,7 +30,6 @@ from numba import njit
 
 from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA, ROW_JUMP, T_SCALE_EV
 from thermoxanes.analysis.kernel_base import (
-    FM,
     V_AA,
     V_AB,
     V_BB,
@@ -39,16 +40,15 @@ from thermoxanes.analysis.kernel_base import (
 
 #: Columns per chunk: a compile-time row stride lets LLVM prove that the scratch rows do
 #: not overlap (their loops vectorize), and the state of a chunk stays in L1 cache.
-CHUNK = 256
+CHUNK = 128
 #: Weight of hops of the first crossing to a neighbouring pair in the edge-energy
 #: variance: calibrated on simulated stacks at three doses
 #: (``benchmarks/bench_accuracy.py``) so that the pulls have unit spread.
 HOP_NEIGHBOUR_WEIGHT = 0.3
 
 # Scratch rows.
-(_ALPHA, _BETA, _HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0, _YA, _YB, _VA, _VB, _EA,
- _H) = range(16)
-N_SCRATCH = 16
+(_HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0) = range(8)
+N_SCRATCH = 8
 #: "No stop yet" value of the stop index.
 _NONE = 1.0e6
 
@@ -78,103 +78,90 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi
     w = blk_mu.shape[1]
     scr = np.empty((N_SCRATCH, CHUNK), dtype=acc.dtype)
     prob = np.empty((edge_hi - edge_lo, CHUNK), dtype=acc.dtype)
+    pts = np.empty((2 * (edge_hi - edge_lo + 1), CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
         _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi,
-                    out_e, out_s, scr, prob, x0, n)
-
-
-@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
-def _point(mu_row, var_row, alpha, beta, t, x):
-    """``(y, var, finite)`` of pixel ``x``: ``y = mu - pre`` (0 if not finite), its
-    variance (0 if not finite) and 1/0 finiteness."""
-    dt = alpha.dtype
-    y = mu_row[x] - (alpha[x] + beta[x] * t)
-    v = var_row[x]
-    fine = dt.type(np.abs(y) < dt.type(np.inf))
-    ok = fine > dt.type(0.0)
-    return (y if ok else dt.type(0.0)), (v if ok else dt.type(0.0)), fine
+                    out_e, out_s, scr, prob, pts, x0, n)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
-                out_s, scr, prob, x0, n):
+                out_s, scr, prob, pts, x0, n):
     """:func:`_edge_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch ``scr``
-    (N_SCRATCH, CHUNK) and ``prob`` (pairs, CHUNK)."""
+    (N_SCRATCH, CHUNK), ``prob`` (pairs, CHUNK) and ``pts`` (2 * points, CHUNK)."""
     dt = scr.dtype
     one = dt.type(1.0)
     zero = dt.type(0.0)
     tiny = dt.type(1e-30)
     floor = dt.type(1e-20)
     big = dt.type(_NONE)
-    ec = 0.5 * (e_blk[edge_lo] + e_blk[edge_hi])  # energies in the hop pass relative to this
+    inf = dt.type(np.inf)
+    n_pt = edge_hi - edge_lo + 1
+    ec = 0.5 * (e_blk[edge_lo] + e_blk[edge_hi])
     x1 = x0 + n
-    # 1-D row slices (C-contiguous, indexed from 0): loops over them vectorize, loops
-    # indexed with ``x0 + x`` do not (numba's negative-index wraparound hides the bounds).
     sv = sv[x0:x1]
-    alpha = scr[_ALPHA]
-    beta = scr[_BETA]
     half_r = scr[_HALF]
     acc_a = acc[ROW_ALPHA, x0:x1]
     acc_b = acc[ROW_BETA, x0:x1]
     acc_j = acc[ROW_JUMP, x0:x1]
+    kk_r = scr[_K]
     for x in range(n):
-        scr[_ALPHA, x] = acc_a[x]
-        scr[_BETA, x] = acc_b[x]
-        scr[_HALF, x] = dt.type(0.5) * acc_j[x]
-        scr[_K, x] = big
-    for r in range(_YA, N_SCRATCH):  # blended rows start finite
+        half_r[x] = dt.type(0.5) * acc_j[x]
+        kk_r[x] = big
+    # Pass 0: per point y = mu - pre (NaN if not finite) and 1 / (sigma + tiny)
+    # (1e30 if not finite).
+    for j in range(n_pt):
+        t = dt.type(t_blk[edge_lo + j])
+        mu_r = blk_mu[edge_lo + j, x0:x1]
+        var_r = blk_var[edge_lo + j, x0:x1]
+        y_r = pts[2 * j]
+        is_r = pts[2 * j + 1]
         for x in range(n):
-            scr[r, x] = zero
-    t0 = dt.type(t_blk[edge_lo])
-    mu0 = blk_mu[edge_lo, x0:x1]
-    var0 = blk_var[edge_lo, x0:x1]
+            y = mu_r[x] - (acc_a[x] + acc_b[x] * t)
+            v = var_r[x]
+            ok = np.abs(y) < inf
+            y_r[x] = y
+            is_r[x] = one / (np.sqrt(v if ok else zero) + tiny)
+    pb_r = scr[_PB]
+    pc_r = scr[_PC]
+    y_r = pts[0]
+    is_r = pts[1]
     for x in range(n):
-        y, v, f = _point(mu0, var0, alpha, beta, t0, x)
-        a = _phi((half_r[x] - y) / (np.sqrt(v) + tiny))
-        scr[_PB, x] = a  # P(no crossing yet, last point below half)
-        scr[_PC, x] = one - a  # P(no crossing yet, every point so far above half)
-    # Pass 1: recursion, pair probabilities, first crossing or non-finite pair.
-    for k in range(edge_lo, edge_hi):
-        t_a = dt.type(t_blk[k])
-        t_b = dt.type(t_blk[k + 1])
-        kf = dt.type(k - edge_lo)
-        mu_a = blk_mu[k, x0:x1]
-        mu_b = blk_mu[k + 1, x0:x1]
-        var_a = blk_var[k, x0:x1]
-        var_b = blk_var[k + 1, x0:x1]
-        e_a = dt.type(e_blk[k] - ec)
-        h = dt.type(e_blk[k + 1] - e_blk[k])
-        p_row = prob[k - edge_lo]
+        y = y_r[x]
+        yc = y if np.abs(y) < inf else zero
+        a = _phi((half_r[x] - yc) * is_r[x])
+        pb_r[x] = a
+        pc_r[x] = one - a
+    # Pass 1: recursion, pair probabilities and the first pair that crosses or is not
+    # finite (its index only).
+    for k in range(n_pt - 1):
+        kf = dt.type(k)
+        ya_r = pts[2 * k]
+        yb_r = pts[2 * k + 2]
+        ib_r = pts[2 * k + 3]
+        p_row = prob[k]
         for x in range(n):
-            y0, v0, f0 = _point(mu_a, var_a, alpha, beta, t_a, x)
-            y1, v1, f1 = _point(mu_b, var_b, alpha, beta, t_b, x)
+            y0 = ya_r[x]
+            y1 = yb_r[x]
+            f0 = np.abs(y0) < inf
+            f1 = np.abs(y1) < inf
+            y1c = y1 if f1 else zero
             half = half_r[x]
-            a1 = _phi((half - y1) / (np.sqrt(v1) + tiny))
-            pb = scr[_PB, x]
-            pc = scr[_PC, x]
+            a1 = _phi((half - y1c) * ib_r[x])
+            pb = pb_r[x]
+            pc = pc_r[x]
             p_row[x] = pb * (one - a1)
-            # Probabilities below 1e-20 are flushed to 0: products of small ones would
-            # pass through the denormal range, where every operation is ~100x slower.
             pb1 = (pb + pc) * a1
             pc1 = pc * (one - a1)
-            scr[_PB, x] = pb1 * dt.type(pb1 > floor)
-            scr[_PC, x] = pc1 * dt.type(pc1 > floor)
-            stop = dt.type(((y0 < half) & (y1 >= half)) | (f0 * f1 == zero))
-            # The first stop is kept, with the values of its pair: unconditional blends
-            # (a min() here becomes a masked store, microcoded on AMD). A non-finite
-            # pair stops with K = -5.
-            kk = scr[_K, x]
-            sel = stop * dt.type(kk == big)
-            ok = f0 * f1
-            scr[_K, x] = kk + sel * (ok * kf - (one - ok) * dt.type(5.0) - kk)
-            scr[_YA, x] += sel * (y0 - scr[_YA, x])
-            scr[_YB, x] += sel * (y1 - scr[_YB, x])
-            scr[_VA, x] += sel * (v0 - scr[_VA, x])
-            scr[_VB, x] += sel * (v1 - scr[_VB, x])
-            scr[_EA, x] += sel * (e_a - scr[_EA, x])
-            scr[_H, x] += sel * (h - scr[_H, x])
-    # Pass 2: interpolation in the first pair and its linear variance (float32 lanes).
+            pb_r[x] = pb1 if pb1 > floor else zero
+            pc_r[x] = pc1 if pc1 > floor else zero
+            ok = f0 & f1
+            stop = ((y0 < half) & (y1 >= half)) | (~ok)
+            kk = kk_r[x]
+            kk_r[x] = (kf if ok else dt.type(-5.0)) if (stop & (kk == big)) else kk
+    # Pass 2: interpolation in the first pair and its linear variance (scalar: it reads
+    # the stop pair's points).
     out_e = out_e[x0:x1]
     todo = todo[x0:x1]
     v_jj = acc[V_JJ, x0:x1]
@@ -186,26 +173,38 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_
     shift = dt.type((ec - e0) / T_SCALE_EV)
     inv_t = dt.type(1.0 / T_SCALE_EV)
     nan = dt.type(np.nan)
+    exc_r = scr[_EXC]
+    var_r = scr[_VAR]
     for x in range(n):
-        kk = scr[_K, x]
-        ya = scr[_YA, x]
-        dy = scr[_YB, x] - ya
-        h = scr[_H, x]
+        kk = kk_r[x]
+        good = (kk >= zero) & (kk < big) & todo[x]
+        if not good:
+            out_e[x] = nan
+            kk_r[x] = dt.type(-10.0)
+            exc_r[x] = zero
+            var_r[x] = zero
+            continue
+        k = int(kk)
+        ya = pts[2 * k, x]
+        dy = pts[2 * k + 2, x] - ya
+        va = blk_var[edge_lo + k, x0 + x]
+        vb = blk_var[edge_lo + k + 1, x0 + x]
+        h = dt.type(e_blk[edge_lo + k + 1] - e_blk[edge_lo + k])
+        e_a = dt.type(e_blk[edge_lo + k] - ec)
         tt = (half_r[x] - ya) / dy
-        exc = scr[_EA, x] + tt * h
+        exc = e_a + tt * h
         tx = exc * inv_t + shift
         var_l = dt.type(sv[x]) * (dt.type(0.25) * v_jj[x] + v_aa[x] + tx * tx * v_bb[x]
                                   + v_ja[x] + tx * v_jb[x] + dt.type(2.0) * tx * v_ab[x])
         g = h / dy
-        var_e = g * g * ((one - tt) * (one - tt) * scr[_VA, x] + tt * tt * scr[_VB, x]
-                         + var_l)
-        good = (kk >= zero) & (kk < big) & todo[x]
-        out_e[x] = (exc + dt.type(ec)) if good else nan
-        scr[_K, x] = kk if good else dt.type(-10.0)
-        scr[_EXC, x] = exc if good else zero
-        scr[_VAR, x] = var_e if good else zero
-        scr[_HOP, x] = zero
-        scr[_M0, x] = zero
+        out_e[x] = exc + dt.type(ec)
+        exc_r[x] = exc
+        var_r[x] = g * g * ((one - tt) * (one - tt) * va + tt * tt * vb + var_l)
+    hop_r = scr[_HOP]
+    m0_r = scr[_M0]
+    for x in range(n):
+        hop_r[x] = zero
+        m0_r[x] = zero
     # Pass 3: hop variance over the pair probabilities.
     wn = dt.type(HOP_NEIGHBOUR_WEIGHT)
     for j in range(edge_hi - edge_lo):
@@ -214,14 +213,14 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_
         p_row = prob[j]
         for x in range(n):
             p = p_row[x]
-            dk = jf - scr[_K, x]
+            dk = jf - kk_r[x]
             far = dt.type(dk * dk > dt.type(1.5))
             near = dt.type(dk * dk > dt.type(0.5)) - far
-            d = mid - scr[_EXC, x]
-            scr[_M0, x] += p
-            scr[_HOP, x] += p * d * d * (far + wn * near)
+            d = mid - exc_r[x]
+            m0_r[x] += p
+            hop_r[x] += p * d * d * (far + wn * near)
     out_s = out_s[x0:x1]
     for x in range(n):
-        m0 = scr[_M0, x]
-        hop = scr[_HOP, x] / m0 if m0 > tiny else zero
-        out_s[x] = np.sqrt(scr[_VAR, x] + hop) if scr[_K, x] >= zero else np.nan
+        m0 = m0_r[x]
+        hop = hop_r[x] / m0 if m0 > tiny else zero
+        out_s[x] = np.sqrt(var_r[x] + hop) if kk_r[x] >= zero else np.nan
