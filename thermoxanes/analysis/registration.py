@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-from skimage.registration import phase_cross_correlation
+from scipy import fft as sfft
 
 
 @njit(parallel=True, cache=True)
@@ -72,12 +72,16 @@ def shift_frame(frame: np.ndarray, shift_px: tuple[float, float], *,
 
 
 def _prepare(frame: np.ndarray) -> np.ndarray:
-    f = np.asarray(frame, dtype=np.float64)
+    """Frame as float32 with NaNs replaced by the median of the finite pixels, minus its
+    mean (the correlation then sees contrast, not the mean level)."""
+    f = np.array(frame, dtype=np.float32)
     good = np.isfinite(f)
-    if not good.any():
-        return np.zeros_like(f)
-    f = np.where(good, f, float(np.median(f[good])))
-    return f - f.mean()
+    if not good.all():
+        if not good.any():
+            return np.zeros_like(f)
+        f[~good] = np.median(f[good])
+    f -= np.float32(f.mean(dtype=np.float64))
+    return f
 
 
 #: A correlation peak is trusted when its normalized height exceeds this many times
@@ -85,13 +89,49 @@ def _prepare(frame: np.ndarray) -> np.ndarray:
 PEAK_SIGNIFICANCE = 6.0
 
 
+def _half_weights(n_w: int) -> np.ndarray:
+    """Weights of the columns of a real FFT (W // 2 + 1 of them) in sums over the full
+    spectrum: 2 for the columns that stand for a conjugate pair, 1 for the zero (and, for
+    even W, the Nyquist) column."""
+    w = np.full(n_w // 2 + 1, 2.0)
+    w[0] = 1.0
+    if n_w % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+def _refine_shift(product: np.ndarray, coarse: np.ndarray, upsample: int, n_w: int,
+                  col_weights: np.ndarray) -> np.ndarray:
+    """Sub-pixel peak of the cross-correlation whose half spectrum (real FFT) is
+    ``product``, near the whole-pixel shift ``coarse`` (rows, columns), on a grid of
+    1/upsample pixel: the matrix-multiply DFT of Guizar-Sicairos et al. (2008), as in
+    ``skimage.registration.phase_cross_correlation``, over the half spectrum (the
+    correlation of real frames is real)."""
+    n_h = product.shape[0]
+    shift = np.round(coarse * upsample) / upsample
+    size = int(np.ceil(upsample * 1.5))
+    centre = np.trunc(size / 2.0)
+    offset = centre - shift * upsample
+    grid = np.arange(size, dtype=np.float64)
+    fy = np.fft.fftfreq(n_h, upsample)
+    fx = np.fft.rfftfreq(n_w, upsample)
+    kx = col_weights[:, None] * np.exp(2j * np.pi * fx[:, None] * (grid - offset[1])[None, :])
+    ky = np.exp(2j * np.pi * (grid - offset[0])[:, None] * fy[None, :])
+    cc = (ky.astype(np.complex64) @ (product @ kx.astype(np.complex64))).real
+    peak = np.unravel_index(int(np.argmax(np.abs(cc))), cc.shape)
+    return shift + (np.asarray(peak, dtype=np.float64) - centre) / upsample
+
+
 class RunningRegistration:
     """Register frames one at a time against the sum of the frames registered so far.
 
-    The reference is kept in Fourier space; a registered frame is added to it with the
-    Fourier shift theorem. A frame whose correlation peak is not significant (no
-    contrast, e.g. far below the edge of a thin sample) is given the last trusted shift
-    (zero before any) and is not added to the reference.
+    The reference is kept in Fourier space (half spectrum of a real FFT, complex64); a
+    registered frame is added to it with the Fourier shift theorem. A frame whose
+    correlation peak is not significant (no contrast, e.g. far below the edge of a thin
+    sample) is given the last trusted shift (zero before any) and is not added to the
+    reference. The whole-pixel peak comes from one inverse FFT, then the sub-pixel peak
+    from a matrix-multiply DFT around it, as in
+    ``skimage.registration.phase_cross_correlation`` (``normalization=None``).
 
     Parameters
     ----------
@@ -99,25 +139,35 @@ class RunningRegistration:
         (H, W) of the frames.
     upsample : int
         Sub-pixel precision is 1/upsample pixel.
+    workers : int
+        Threads of the FFTs (``scipy.fft``); -1: all cores.
     """
 
-    def __init__(self, frame_shape: tuple[int, int], upsample: int = 20) -> None:
-        self.frame_shape = tuple(frame_shape)
+    def __init__(self, frame_shape: tuple[int, int], upsample: int = 20,
+                 workers: int = -1) -> None:
+        self.frame_shape = tuple(int(n) for n in frame_shape)
         self.upsample = int(upsample)
+        self.workers = int(workers)
         self._ref_f: np.ndarray | None = None
         self._ref_energy = 0.0
         self._last = np.zeros(2)
         self.n_untrusted = 0
         n_h, n_w = self.frame_shape
-        self._fy = np.fft.fftfreq(n_h)[:, None]
-        self._fx = np.fft.fftfreq(n_w)[None, :]
+        self._col_weights = _half_weights(n_w)
+        self._fy = np.fft.fftfreq(n_h)
+        self._fx = np.fft.rfftfreq(n_w)
+
+    def _energy(self, spectrum: np.ndarray) -> float:
+        """Sum of squares of the real frame whose half spectrum is ``spectrum``."""
+        power = (spectrum.real ** 2 + spectrum.imag ** 2).sum(axis=0, dtype=np.float64)
+        return float(power @ self._col_weights) / (self.frame_shape[0] * self.frame_shape[1])
 
     def shift_for(self, frame: np.ndarray) -> np.ndarray:
         """Shift (rows, columns; pixels) that registers ``frame`` with the reference, and
         add the registered frame to the reference. The first frame defines zero shift."""
         prepared = _prepare(frame)
-        energy = float(np.sum(prepared * prepared))
-        mov_f = np.fft.fft2(prepared)
+        energy = float(np.dot(prepared.ravel(), prepared.ravel()))
+        mov_f = sfft.rfft2(prepared, workers=self.workers)
         if self._ref_f is None:
             if energy > 0:
                 self._ref_f = mov_f
@@ -126,19 +176,27 @@ class RunningRegistration:
         if energy == 0.0:
             self.n_untrusted += 1
             return self._last.copy()
-        cc = np.fft.ifft2(self._ref_f * np.conj(mov_f)).real
-        peak = float(cc.max()) / np.sqrt(self._ref_energy * energy)
-        if peak < PEAK_SIGNIFICANCE / np.sqrt(prepared.size):
+        product = self._ref_f * np.conj(mov_f)
+        cc = sfft.irfft2(product, s=self.frame_shape, workers=self.workers)
+        if float(cc.max()) / np.sqrt(self._ref_energy * energy) < (
+                PEAK_SIGNIFICANCE / np.sqrt(prepared.size)):
             self.n_untrusted += 1
             return self._last.copy()
-        shift, _, _ = phase_cross_correlation(
-            self._ref_f, mov_f, space="fourier", upsample_factor=self.upsample,
-            normalization=None,
-        )
-        shift = np.asarray(shift, dtype=np.float64)
-        ramp = np.exp(-2j * np.pi * (self._fy * shift[0] + self._fx * shift[1]))
-        self._ref_f = self._ref_f + mov_f * ramp
-        self._ref_energy = float(np.sum(np.abs(self._ref_f) ** 2)) / prepared.size
+        peak = np.unravel_index(int(np.argmax(np.abs(cc))), cc.shape)
+        coarse = np.asarray(peak, dtype=np.float64)
+        dims = np.asarray(self.frame_shape, dtype=np.float64)
+        wrap = coarse > np.trunc(dims / 2)
+        coarse[wrap] -= dims[wrap]
+        shift = coarse
+        if self.upsample > 1:
+            shift = _refine_shift(product, coarse, self.upsample, self.frame_shape[1],
+                                  self._col_weights)
+        ramp_y = np.exp(-2j * np.pi * self._fy * shift[0]).astype(np.complex64)
+        ramp_x = np.exp(-2j * np.pi * self._fx * shift[1]).astype(np.complex64)
+        mov_f *= ramp_y[:, None]
+        mov_f *= ramp_x[None, :]
+        self._ref_f += mov_f
+        self._ref_energy = self._energy(self._ref_f)
         self._last = shift
         return shift.copy()
 
