@@ -288,12 +288,15 @@ class SweepAccumulator:
                       self._out[OUT_JUMP], self._out[OUT_JUMP_S], self._sv, self._mask)
 
     def _compute(self, stage: str) -> None:
-        """Compute one read-out for every pixel (unmasked; the mask is applied last)."""
+        """Compute one read-out for every pixel (the white line and the valence unmasked,
+        as the mask may still change; the mask is applied last)."""
         p = self.plan
         out = self._outputs()
         if stage == "edge":
             self._lines()
-            _edge_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._all,
+            # The mask is current here (it needs the same frames): pixels outside it,
+            # NaN in the maps anyway, are skipped chunk by chunk.
+            _edge_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._mask,
                          self._e_blk, self._t_blk, p.norm_e0_ev, p.edge_lo, p.edge_hi,
                          out[OUT_EDGE], out[OUT_EDGE_S])
         elif stage == "wl":

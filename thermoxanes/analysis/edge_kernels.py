@@ -10,16 +10,22 @@ observed one, and ``HOP_NEIGHBOUR_WEIGHT`` times that for its two neighbours (a 
 neighbour is mostly continuous, already in the linear term, unless the noise makes the
 rise non-monotonic), normalized by ``sum_k P_k``.
 
-Per chunk of ``CHUNK`` pixels, four passes whose state lives in the rows of scratch
-arrays (so that the pixel loops are branch-free and LLVM vectorizes them):
+Per chunk of ``CHUNK`` pixels (a chunk with no pixel to do is skipped), passes whose
+state lives in the rows of scratch arrays (so that the pixel loops are branch-free and
+LLVM vectorizes them):
 
-0. per point of the edge window, ``y`` (NaN if not finite) and ``1 / (sigma + tiny)``
-   (the only square roots and divisions of the point values);
-1. one ascending pass over the pairs: the recursion, the probability of every pair
-   (stored), and the index of the first pair that crosses or is not finite;
-2. the interpolation in that pair and its linear variance (scalar: it reads the points
-   of each pixel's own pair);
-3. the hop variance, a second pass over the stored probabilities.
+A. per point of the edge window, ``y`` (NaN if not finite) and
+   ``z = (half - y) / (sigma + tiny)`` (the only square roots and divisions of the point
+   values); then, per pair, the index of the first pair that crosses or is not finite;
+B. the interpolation in that pair and its linear variance (the pair's points gathered
+   by each pixel's index);
+C. the recursion, fused with the hop variance, over the pairs that can carry a
+   probability: ``_phi(z)`` is exactly 1 (0) for ``z >= _Z_CERTAIN`` (``<= -``), so
+   before the first point where some pixel of the chunk is not certainly below the half
+   level every probability is 0 and the state stays "below", and after the last point
+   where some pixel is not certainly above, the "below" state is 0 and so is every
+   probability. The skipped pairs would add exact zeros: the result is the same as a
+   recursion over every pair. At high dose only the few pairs around the crossing run.
 
 Every array a pixel loop touches is a C-contiguous 1-D row slice indexed from 0: loops
 over strided views (``a[:, x0:x1]``) or indexed with ``x0 + x`` stay scalar.
@@ -46,11 +52,15 @@ CHUNK = 128
 #: (``benchmarks/bench_accuracy.py``) so that the pulls have unit spread.
 HOP_NEIGHBOUR_WEIGHT = 0.3
 
-# Scratch rows.
-(_HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0) = range(8)
-N_SCRATCH = 8
+# Scratch rows: the half level, the recursion state, the stop index, the interpolation
+# and its variance, the hop sums; per pair, its first energy and its width.
+(_HALF, _PB, _PC, _K, _EXC, _VAR, _HOP, _M0, _EA, _H) = range(10)
+N_SCRATCH = 10
 #: "No stop yet" value of the stop index.
 _NONE = 1.0e6
+#: ``_phi(z)`` is exactly 1 for ``z >= _Z_CERTAIN`` and exactly 0 for ``z <= -_Z_CERTAIN``
+#: (its rational part saturates at ``|u| = 3``, reached at ``|z| = 2.79``).
+_Z_CERTAIN = 2.9
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -76,20 +86,21 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi
     no crossing, or ``todo`` false give NaN.
     """
     w = blk_mu.shape[1]
+    n_pt = edge_hi - edge_lo + 1
     scr = np.empty((N_SCRATCH, CHUNK), dtype=acc.dtype)
-    prob = np.empty((edge_hi - edge_lo, CHUNK), dtype=acc.dtype)
-    pts = np.empty((2 * (edge_hi - edge_lo + 1), CHUNK), dtype=acc.dtype)
+    pts = np.empty((2 * n_pt, CHUNK), dtype=acc.dtype)
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
         _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi,
-                    out_e, out_s, scr, prob, pts, x0, n)
+                    out_e, out_s, scr, pts, x0, n)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
-                out_s, scr, prob, pts, x0, n):
+                out_s, scr, pts, x0, n):
     """:func:`_edge_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch ``scr``
-    (N_SCRATCH, CHUNK), ``prob`` (pairs, CHUNK) and ``pts`` (2 * points, CHUNK)."""
+    (N_SCRATCH, CHUNK) and ``pts`` (2 * points, CHUNK): rows ``j`` hold ``y`` of point
+    ``j``, rows ``n_pt + j`` its ``z = (half - y) / sigma``."""
     dt = scr.dtype
     one = dt.type(1.0)
     zero = dt.type(0.0)
@@ -97,73 +108,59 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_
     floor = dt.type(1e-20)
     big = dt.type(_NONE)
     inf = dt.type(np.inf)
+    z_lim = dt.type(_Z_CERTAIN)
     n_pt = edge_hi - edge_lo + 1
     ec = 0.5 * (e_blk[edge_lo] + e_blk[edge_hi])
     x1 = x0 + n
     sv = sv[x0:x1]
     half_r = scr[_HALF]
+    kk_r = scr[_K]
+    out_e = out_e[x0:x1]
+    out_s = out_s[x0:x1]
+    todo = todo[x0:x1]
+    n_todo = 0
+    for x in range(n):
+        n_todo += 1 if todo[x] else 0
+    if n_todo == 0:  # e.g. a chunk of background outside the edge-jump mask
+        for x in range(n):
+            out_e[x] = np.nan
+            out_s[x] = np.nan
+        return
     acc_a = acc[ROW_ALPHA, x0:x1]
     acc_b = acc[ROW_BETA, x0:x1]
     acc_j = acc[ROW_JUMP, x0:x1]
-    kk_r = scr[_K]
     for x in range(n):
         half_r[x] = dt.type(0.5) * acc_j[x]
         kk_r[x] = big
-    # Pass 0: per point y = mu - pre (NaN if not finite) and 1 / (sigma + tiny)
-    # (1e30 if not finite).
+    # Pass A, per point: y = mu - pre and z = (half - y) / (sigma + tiny) (y = 0 and
+    # 1 / sigma = 1e30 where y is not finite).
     for j in range(n_pt):
         t = dt.type(t_blk[edge_lo + j])
         mu_r = blk_mu[edge_lo + j, x0:x1]
         var_r = blk_var[edge_lo + j, x0:x1]
-        y_r = pts[2 * j]
-        is_r = pts[2 * j + 1]
+        y_r = pts[j]
+        z_r = pts[n_pt + j]
         for x in range(n):
             y = mu_r[x] - (acc_a[x] + acc_b[x] * t)
             v = var_r[x]
             ok = np.abs(y) < inf
             y_r[x] = y
-            is_r[x] = one / (np.sqrt(v if ok else zero) + tiny)
-    pb_r = scr[_PB]
-    pc_r = scr[_PC]
-    y_r = pts[0]
-    is_r = pts[1]
-    for x in range(n):
-        y = y_r[x]
-        yc = y if np.abs(y) < inf else zero
-        a = _phi((half_r[x] - yc) * is_r[x])
-        pb_r[x] = a
-        pc_r[x] = one - a
-    # Pass 1: recursion, pair probabilities and the first pair that crosses or is not
-    # finite (its index only).
+            yc = y if ok else zero
+            z_r[x] = (half_r[x] - yc) * (one / (np.sqrt(v if ok else zero) + tiny))
+    # Pass A2, per pair: the first pair that crosses or is not finite.
     for k in range(n_pt - 1):
         kf = dt.type(k)
-        ya_r = pts[2 * k]
-        yb_r = pts[2 * k + 2]
-        ib_r = pts[2 * k + 3]
-        p_row = prob[k]
+        y0_r = pts[k]
+        y1_r = pts[k + 1]
         for x in range(n):
-            y0 = ya_r[x]
-            y1 = yb_r[x]
-            f0 = np.abs(y0) < inf
-            f1 = np.abs(y1) < inf
-            y1c = y1 if f1 else zero
+            y0 = y0_r[x]
+            y1 = y1_r[x]
             half = half_r[x]
-            a1 = _phi((half - y1c) * ib_r[x])
-            pb = pb_r[x]
-            pc = pc_r[x]
-            p_row[x] = pb * (one - a1)
-            pb1 = (pb + pc) * a1
-            pc1 = pc * (one - a1)
-            pb_r[x] = pb1 if pb1 > floor else zero
-            pc_r[x] = pc1 if pc1 > floor else zero
-            ok = f0 & f1
+            ok = (np.abs(y0) < inf) & (np.abs(y1) < inf)
             stop = ((y0 < half) & (y1 >= half)) | (~ok)
             kk = kk_r[x]
             kk_r[x] = (kf if ok else dt.type(-5.0)) if (stop & (kk == big)) else kk
-    # Pass 2: interpolation in the first pair and its linear variance (scalar: it reads
-    # the stop pair's points).
-    out_e = out_e[x0:x1]
-    todo = todo[x0:x1]
+    # Pass B, per pixel: interpolation in the stop pair and its linear variance.
     v_jj = acc[V_JJ, x0:x1]
     v_aa = acc[V_AA, x0:x1]
     v_bb = acc[V_BB, x0:x1]
@@ -173,53 +170,90 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_
     shift = dt.type((ec - e0) / T_SCALE_EV)
     inv_t = dt.type(1.0 / T_SCALE_EV)
     nan = dt.type(np.nan)
+    ecf = dt.type(ec)
     exc_r = scr[_EXC]
     var_r = scr[_VAR]
+    ea_t = scr[_EA]
+    h_t = scr[_H]
+    for k in range(n_pt - 1):
+        ea_t[k] = dt.type(e_blk[edge_lo + k] - ec)
+        h_t[k] = dt.type(e_blk[edge_lo + k + 1] - e_blk[edge_lo + k])
+    vblk = blk_var[edge_lo:edge_hi + 1]
     for x in range(n):
         kk = kk_r[x]
         good = (kk >= zero) & (kk < big) & todo[x]
-        if not good:
-            out_e[x] = nan
-            kk_r[x] = dt.type(-10.0)
-            exc_r[x] = zero
-            var_r[x] = zero
-            continue
-        k = int(kk)
-        ya = pts[2 * k, x]
-        dy = pts[2 * k + 2, x] - ya
-        va = blk_var[edge_lo + k, x0 + x]
-        vb = blk_var[edge_lo + k + 1, x0 + x]
-        h = dt.type(e_blk[edge_lo + k + 1] - e_blk[edge_lo + k])
-        e_a = dt.type(e_blk[edge_lo + k] - ec)
+        k = int(kk) if good else 0
+        ya = pts[k, x]
+        dy = pts[k + 1, x] - ya
+        va = vblk[k, x0 + x]
+        vb = vblk[k + 1, x0 + x]
+        h = h_t[k]
         tt = (half_r[x] - ya) / dy
-        exc = e_a + tt * h
+        exc = ea_t[k] + tt * h
         tx = exc * inv_t + shift
         var_l = dt.type(sv[x]) * (dt.type(0.25) * v_jj[x] + v_aa[x] + tx * tx * v_bb[x]
                                   + v_ja[x] + tx * v_jb[x] + dt.type(2.0) * tx * v_ab[x])
         g = h / dy
-        out_e[x] = exc + dt.type(ec)
-        exc_r[x] = exc
-        var_r[x] = g * g * ((one - tt) * (one - tt) * va + tt * tt * vb + var_l)
+        var = g * g * ((one - tt) * (one - tt) * va + tt * tt * vb + var_l)
+        out_e[x] = exc + ecf if good else nan
+        exc_r[x] = exc if good else zero
+        var_r[x] = var if good else zero
+        kk_r[x] = kk if good else dt.type(-10.0)
+    # The points where some pixel with a result is not certainly below / above the half
+    # level: outside them the recursion is exact without being run (below: P = 0 and the
+    # state stays "below" with probability 1; above: P = 0 once the "below" state is 0).
+    j_lo = n_pt
+    j_hi = -1
+    for j in range(n_pt):
+        z_r = pts[n_pt + j]
+        nb = 0
+        na = 0
+        for x in range(n):
+            g = kk_r[x] >= zero
+            z = z_r[x]
+            nb += 1 if g & (~(z >= z_lim)) else 0
+            na += 1 if g & (~(z <= -z_lim)) else 0
+        if nb > 0 and j_lo == n_pt:
+            j_lo = j
+        if na > 0:
+            j_hi = j
+    # Pass C: the recursion over the pairs that can have a probability, fused with the
+    # hop variance (pairs outside add exact zeros).
     hop_r = scr[_HOP]
     m0_r = scr[_M0]
     for x in range(n):
         hop_r[x] = zero
         m0_r[x] = zero
-    # Pass 3: hop variance over the pair probabilities.
-    wn = dt.type(HOP_NEIGHBOUR_WEIGHT)
-    for j in range(edge_hi - edge_lo):
-        mid = dt.type(0.5 * (e_blk[edge_lo + j] + e_blk[edge_lo + j + 1]) - ec)
-        jf = dt.type(j)
-        p_row = prob[j]
+    k_lo = max(j_lo - 1, 0)
+    k_hi = min(j_hi, n_pt - 2)
+    if k_lo <= k_hi:
+        pb_r = scr[_PB]
+        pc_r = scr[_PC]
+        z_r = pts[n_pt + k_lo]
         for x in range(n):
-            p = p_row[x]
-            dk = jf - kk_r[x]
-            far = dt.type(dk * dk > dt.type(1.5))
-            near = dt.type(dk * dk > dt.type(0.5)) - far
-            d = mid - exc_r[x]
-            m0_r[x] += p
-            hop_r[x] += p * d * d * (far + wn * near)
-    out_s = out_s[x0:x1]
+            a = _phi(z_r[x])
+            pb_r[x] = a
+            pc_r[x] = one - a
+        wn = dt.type(HOP_NEIGHBOUR_WEIGHT)
+        for k in range(k_lo, k_hi + 1):
+            kf = dt.type(k)
+            mid = dt.type(0.5 * (e_blk[edge_lo + k] + e_blk[edge_lo + k + 1]) - ec)
+            zb_r = pts[n_pt + k + 1]
+            for x in range(n):
+                a1 = _phi(zb_r[x])
+                pb = pb_r[x]
+                pc = pc_r[x]
+                p = pb * (one - a1)
+                pb1 = (pb + pc) * a1
+                pc1 = pc * (one - a1)
+                pb_r[x] = pb1 if pb1 > floor else zero
+                pc_r[x] = pc1 if pc1 > floor else zero
+                dk = kf - kk_r[x]
+                far = dt.type(dk * dk > dt.type(1.5))
+                near = dt.type(dk * dk > dt.type(0.5)) - far
+                d = mid - exc_r[x]
+                m0_r[x] += p
+                hop_r[x] += p * d * d * (far + wn * near)
     for x in range(n):
         m0 = m0_r[x]
         hop = hop_r[x] / m0 if m0 > tiny else zero
