@@ -25,7 +25,7 @@ demo: $(VENV)/.base
 
 test: $(VENV)/.test $(VENV)/.system
 	$(PY) -m ruff check thermoxanes tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/analysis
 
 lint: $(VENV)/.test
