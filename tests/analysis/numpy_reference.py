@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import brentq
 
-from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.config import SIGMA_PRE_FLOOR, FitConfig
 from thermoxanes.analysis.references import valence_basis
 
 
@@ -26,8 +26,10 @@ def pixel_readouts(e: np.ndarray, spec: np.ndarray, cfg: FitConfig) -> dict[str,
     resid = spec[pre] - np.polyval(p_pre, e[pre])
     sigma_pre = np.sqrt(resid @ resid / (pre.size - 2))
     jump = np.polyval(p_post, cfg.norm_e0_ev) - np.polyval(p_pre, cfg.norm_e0_ev)
+    floor = SIGMA_PRE_FLOOR * abs(np.polyval(p_pre, cfg.norm_e0_ev))
     out = {"edge_jump": jump, "sigma_pre": sigma_pre,
-           "mask": bool(np.isfinite(jump) and jump > cfg.jump_k_sigma * sigma_pre)}
+           "mask": bool(np.isfinite(jump)
+                        and jump > cfg.jump_k_sigma * max(sigma_pre, floor))}
     norm = (spec - np.polyval(p_pre, e)) / jump
 
     edge = _win(e, cfg.edge_window_ev)

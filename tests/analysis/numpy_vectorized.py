@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from thermoxanes.analysis.config import FitConfig
+from thermoxanes.analysis.config import SIGMA_PRE_FLOOR, FitConfig
 from thermoxanes.analysis.references import valence_basis
 
 
@@ -73,7 +73,8 @@ def numpy_fit(mu: np.ndarray, energies_ev: np.ndarray, cfg: FitConfig | None = N
     e0 = cfg.norm_e0_ev
     jump = (c_post[0] * e0 + c_post[1]) - (c_pre[0] * e0 + c_pre[1])
     with np.errstate(invalid="ignore"):
-        mask = jump > cfg.jump_k_sigma * sigma_pre
+        floor = SIGMA_PRE_FLOOR * np.abs(c_pre[0] * e0 + c_pre[1])
+        mask = jump > cfg.jump_k_sigma * np.maximum(sigma_pre, floor)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = (y - pre_line) / jump
 

@@ -115,3 +115,25 @@ def test_counts_with_bad_flats_match_reference(energies_ev, rng):
     good = np.ones((4, 5), dtype=bool)
     good[0, 0] = good[1, 1] = good[2, 2] = good[3, 3] = False
     assert maps.mask[good].all() and np.isfinite(maps.valence[good]).all()
+
+
+def test_nan_at_one_energy_spoils_only_the_sums_that_use_it(energies_ev, rng):
+    """The batch kernel adds energies in blocks; a NaN must still reach only the sums
+    whose weight at its energy is not zero (a block never straddles two weight
+    patterns), as in the frame-by-frame accumulation."""
+    mu = synthetic_mu(energies_ev, np.full((1, 3), 3.0), 0.3)
+    mu = (mu + rng.normal(0.0, 0.002, mu.shape)).astype(np.float32)
+    lcf_only = int(np.flatnonzero(energies_ev == 8325.0)[0])  # in the valence window only
+    post_only = int(np.flatnonzero(energies_ev == 8500.0)[0])  # in the post-edge window only
+    clean = fit_stack(mu, energies_ev, FitConfig(register=False, max_valence_sigma=np.inf))
+    mu[lcf_only, 0, 0] = np.nan
+    mu[post_only, 0, 1] = np.nan
+    maps = fit_stack(mu, energies_ev, FitConfig(register=False, max_valence_sigma=np.inf))
+    assert maps.mask[0, 0] and np.isfinite(maps.edge_energy[0, 0])
+    assert np.isfinite(maps.whiteline_energy[0, 0]) and np.isnan(maps.valence[0, 0])
+    assert not maps.mask[0, 1] and np.isnan(maps.edge_jump[0, 1])
+    assert maps.mask[0, 2] and np.isfinite(maps.valence[0, 2])
+    # The edge and white line do not use the valence window's energy: unchanged.
+    np.testing.assert_allclose(maps.edge_energy[0, 0], clean.edge_energy[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(maps.whiteline_energy[0, 0], clean.whiteline_energy[0, 0],
+                               rtol=1e-6)

@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 WHITELINE_METHODS = ("quadratic", "gaussian", "trig_poly")
+#: Smallest pre-edge noise ``sigma_pre`` of the edge-jump mask, relative to the pre-edge
+#: line at ``norm_e0_ev``: float32 sums resolve the jump to about 1e-7 of the
+#: absorbance, so a flat, noise-free spectrum (a jump of rounding size, no scatter) is
+#: not kept. Counting noise is always far above it.
+SIGMA_PRE_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 
 from thermoxanes.analysis.config import FitConfig
 from thermoxanes.analysis.fit_kernels import _fit_stack_kernel
-from thermoxanes.analysis.fit_plan import FitPlan, make_plan
+from thermoxanes.analysis.fit_plan import FitPlan, make_plan, weight_segments
 from thermoxanes.analysis.kernel_base import N_OUT
 from thermoxanes.analysis.maps import XanesMaps
 from thermoxanes.analysis.registration import register_stack
@@ -112,7 +112,7 @@ def fit_stack(
     lin_t = np.ascontiguousarray(plan.lin_coef.T, dtype=stack.dtype)
     var_t = np.ascontiguousarray(plan.var_coef.T, dtype=stack.dtype)
     _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t,
-                      plan.in_pre.astype(stack.dtype),
+                      plan.in_pre.astype(stack.dtype), weight_segments(plan),
                       int(plan.pre_index[0]), plan.blk_lo, plan.blk_hi, *plan_kernel_args(plan),
                       out, mask)
     return maps_from_out(out, mask, plan, shifts, cfg)

@@ -23,6 +23,7 @@ Output rows of ``out`` (float32): see ``OUT_*``.
 import numpy as np
 from numba import njit, prange
 
+from thermoxanes.analysis.config import SIGMA_PRE_FLOOR
 from thermoxanes.analysis.edge_kernels import _edge_row
 from thermoxanes.analysis.fit_plan import (
     N_ACC,
@@ -103,12 +104,90 @@ def _accumulate_row(mu_row, var_row, ref_row, model_var, lin_c, var_c, in_pre, a
                 acc[ROW_EXP, x] += in_pre * vtmp[x]
 
 
-@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
-def _model_var_row(mu_row, ref, sv, var_row):
-    """Modelled variances ``sv * exp(mu - ref)`` of one block row, into ``var_row``."""
+@njit(cache=True, error_model="numpy", inline="always")
+def _scale_var_row(sv, var_row):
+    """Modelled variances ``sv * exp(mu - ref)`` of one block row, in place (``var_row``
+    holds ``exp(mu - ref)``)."""
     f = var_row.dtype.type
     for x in range(var_row.size):
-        var_row[x] = f(sv[x]) * _fexp(mu_row[x] - ref[x])
+        var_row[x] = f(sv[x]) * var_row[x]
+
+
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
+def _add_block_rows(coef, e0, ne, r0, m0, m1, m2, m3, acc, w):
+    """``acc[r0 + r] += sum_k coef[e0 + k, r] * m_k`` for every row ``r`` of ``coef``
+    (E, R) not zero at ``e0``, over a block of ``ne <= 4`` energies with rows
+    ``m0..m3`` (those past ``ne`` repeat ``m0`` with weight 0): one load and store of a
+    sum per four energies."""
+    z = coef.dtype.type(0.0)
+    for r in range(coef.shape[1]):
+        c0 = coef[e0, r]
+        if c0 == 0.0:
+            continue
+        c1 = coef[e0 + 1, r] if ne > 1 else z
+        c2 = coef[e0 + 2, r] if ne > 2 else z
+        c3 = coef[e0 + 3, r] if ne > 3 else z
+        ar = acc[r0 + r]
+        for x in range(w):
+            ar[x] += (c0 * m0[x] + c1 * m1[x]) + (c2 * m2[x] + c3 * m3[x])
+
+
+@njit(fastmath=FM, cache=True, error_model="numpy", inline="always")
+def _accumulate_block(stack, var_stack, y, x0, w, e0, ne, ref, model_var, lin_t, var_t,
+                      in_pre, blk_lo, blk_hi, acc, vt, blk, blk_vt):
+    """Add the energies ``e0 .. e0 + ne - 1`` (``ne <= 4``, one zero pattern of the
+    weights) of row ``y``, pixels ``x0 .. x0 + w - 1``, to the tile sums ``acc``.
+
+    ``vt`` (4, TILE) is scratch for their variances (``exp(mu - ref)`` with
+    ``model_var``, still to be scaled by the pixel's ``sv``). Energies of the block
+    ``[blk_lo, blk_hi)`` are also copied to ``blk`` and their variances to ``blk_vt``.
+    """
+    x1 = x0 + w
+    m0 = stack[e0, y, x0:x1]
+    m1 = stack[e0 + 1, y, x0:x1] if ne > 1 else m0
+    m2 = stack[e0 + 2, y, x0:x1] if ne > 2 else m0
+    m3 = stack[e0 + 3, y, x0:x1] if ne > 3 else m0
+    _add_block_rows(lin_t, e0, ne, 0, m0, m1, m2, m3, acc, w)
+    need_var = False
+    for q in range(var_t.shape[1]):
+        if var_t[e0, q] != 0.0:
+            need_var = True
+    pre = in_pre[e0] != 0.0
+    in_blk = e0 + ne > blk_lo and e0 < blk_hi
+    if need_var or (model_var and pre) or in_blk:
+        for k in range(4):
+            vk = vt[k]
+            e = e0 + (k if k < ne else 0)
+            mk = stack[e, y, x0:x1]
+            if model_var:
+                for x in range(w):
+                    vk[x] = _fexp(mk[x] - ref[x])
+            else:
+                sk = var_stack[e, y, x0:x1]
+                for x in range(w):
+                    vk[x] = sk[x]
+    if need_var:
+        _add_block_rows(var_t, e0, ne, N_LIN, vt[0], vt[1], vt[2], vt[3], acc, w)
+    for k in range(ne):
+        e = e0 + k
+        mk = stack[e, y, x0:x1]
+        if pre:
+            s2 = acc[ROW_S2]
+            for x in range(w):
+                d = mk[x] - ref[x]
+                s2[x] += d * d
+            if model_var:
+                ex = acc[ROW_EXP]
+                vk = vt[k]
+                for x in range(w):
+                    ex[x] += vk[x]
+        if blk_lo <= e < blk_hi:
+            bk = blk[e - blk_lo]
+            bv = blk_vt[e - blk_lo]
+            vk = vt[k]
+            for x in range(w):
+                bk[x] = mk[x]
+                bv[x] = vk[x]
 
 
 @njit(cache=True, error_model="numpy")
@@ -129,7 +208,10 @@ def _lines_row(acc, n_pre, pre_st, pre_stt, k_sigma, model_var, jump, jump_s, sv
         j = acc[ROW_JUMP, x]
         jump[x] = j
         jump_s[x] = np.sqrt(acc[V_JJ, x] * s)
-        mask[x] = j > k_sigma * np.sqrt(sig2)
+        # sigma_pre no finer than the float32 resolution of the absorbance: a flat,
+        # noise-free spectrum has a jump of rounding size and no scatter.
+        sig_pre = max(np.sqrt(sig2), SIGMA_PRE_FLOOR * abs(acc[ROW_ALPHA, x]))
+        mask[x] = j > k_sigma * sig_pre
 
 
 @njit(cache=True, error_model="numpy")
@@ -161,13 +243,15 @@ def _valence_row(acc, sv, todo, out_v, out_s):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_index, blk_lo,
-                      blk_hi, e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo,
+def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, segments, ref_index,
+                      blk_lo, blk_hi, e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo,
                       edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale, out,
                       mask):
     """Fit every pixel of ``stack`` (E, H, W) in one pass, tile by tile.
 
     ``lin_t`` (E, N_LIN) and ``var_t`` (E, N_VAR) are the plan weights transposed;
+    ``segments`` (int64) bounds the runs of energies with one zero pattern of the weights
+    (:func:`~thermoxanes.analysis.fit_plan.weight_segments`), summed in blocks of four;
     ``ref_index`` is the energy whose absorbance offsets the pre-edge sums. Outputs are
     NaN outside the mask, except the edge jump and its sigma.
     """
@@ -175,7 +259,7 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
     n_par = pinv.shape[1]
     for y in prange(n_h):
         acc = np.empty((N_ACC, TILE), dtype=stack.dtype)
-        vtmp = np.empty(TILE, dtype=stack.dtype)
+        vt = np.empty((4, TILE), dtype=stack.dtype)
         ref = np.empty(TILE, dtype=stack.dtype)
         sv = np.empty(TILE)
         ibuf = np.empty(TILE, dtype=np.int64)
@@ -196,25 +280,25 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, ref_ind
             else:
                 r[:] = 0.0
             acc[ROW_REF, :w] = r
-            for e in range(n_e):
-                _accumulate_row(stack[e, y, x0:x1], var_stack[e, y, x0:x1], r, model_var,
-                                lin_t[e], var_t[e], in_pre[e], a, vtmp)
-            m = mask[y, x0:x1]
-            _lines_row(a, n_pre, pre_st, pre_stt, k_sigma, model_var, out[OUT_JUMP, y, x0:x1],
-                       out[OUT_JUMP_S, y, x0:x1], sv, m)
             if w == TILE:
                 blk = blk_buf
                 blk_var = var_buf
             else:
                 blk = np.empty((blk_hi - blk_lo, w), dtype=stack.dtype)
                 blk_var = np.empty((blk_hi - blk_lo, w), dtype=stack.dtype)
-            for k in range(blk_hi - blk_lo):
-                blk[k] = stack[blk_lo + k, y, x0:x1]
-                if model_var:
-                    # The modelled variances of the block, once for both read-outs.
-                    _model_var_row(blk[k], r, sv, blk_var[k])
-                else:
-                    blk_var[k] = var_stack[blk_lo + k, y, x0:x1]
+            # One pass over the energies: the sums, and the block of the read-outs with
+            # its variances (modelled: exp(mu - ref), scaled by sv below).
+            for s in range(segments.size - 1):
+                for eb in range(segments[s], segments[s + 1], 4):
+                    _accumulate_block(stack, var_stack, y, x0, w, eb,
+                                      min(4, segments[s + 1] - eb), r, model_var, lin_t,
+                                      var_t, in_pre, blk_lo, blk_hi, a, vt, blk, blk_var)
+            m = mask[y, x0:x1]
+            _lines_row(a, n_pre, pre_st, pre_stt, k_sigma, model_var, out[OUT_JUMP, y, x0:x1],
+                       out[OUT_JUMP_S, y, x0:x1], sv, m)
+            if model_var:
+                for k in range(blk_hi - blk_lo):
+                    _scale_var_row(sv, blk_var[k])
             _edge_row(blk, blk_var, a, sv, m, e_blk, t_blk, e0, edge_lo, edge_hi,
                       out[OUT_EDGE, y, x0:x1], out[OUT_EDGE_S, y, x0:x1])
             _whiteline_row(blk, blk_var, a, sv, m, t_blk, e_blk, wl_lo, wl_hi,

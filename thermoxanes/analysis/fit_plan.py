@@ -257,3 +257,17 @@ def make_plan(energies_ev: np.ndarray, config: FitConfig | None = None) -> FitPl
         post_index=post,
         lcf_index=lcf,
     )
+
+
+def weight_segments(plan: FitPlan) -> np.ndarray:
+    """Bounds of the runs of consecutive energies whose weights (``lin_coef``,
+    ``var_coef``, ``in_pre``) are zero in the same places.
+
+    Within a run, a sum takes either every energy or none, so the batch kernel can add
+    the energies of a run in blocks without giving a NaN absorbance a zero weight (which
+    would still make the sum NaN). Returns int64 ``[0, b1, ..., E]``.
+    """
+    pattern = np.concatenate([plan.lin_coef != 0, plan.var_coef != 0,
+                              plan.in_pre[None, :] != 0]).T
+    change = np.flatnonzero((pattern[1:] != pattern[:-1]).any(axis=1)) + 1
+    return np.concatenate([[0], change, [pattern.shape[0]]]).astype(np.int64)
