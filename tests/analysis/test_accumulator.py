@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numba
 import numpy as np
 import pytest
 
@@ -145,3 +146,38 @@ def test_finish_twice_and_frames_after_finish(energies_ev, rng):
     np.testing.assert_array_equal(first.valence, kept)
     assert acc.report["duplicates"] == [float(energies_ev[-1])]
     assert np.isfinite(third.valence[third.mask]).all()
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="a memory count, minutes without JIT")
+def test_corrected_frames_are_not_kept(energies_ev, rng):
+    """Held memory: raw sums, weighted sums and the read-out block, not one corrected
+    absorbance and variance per energy (2.2 GB a sweep at 2048x2048)."""
+    import tracemalloc
+
+    shape = (64, 64)
+    sample, flat, dark = _sweep(energies_ev, rng, shape=shape)
+    frame_bytes = shape[0] * shape[1] * 4
+
+    def feed() -> SweepAccumulator:
+        acc = SweepAccumulator(energies_ev, shape, CFG)
+        acc.add_dark(dark)
+        for i, e in enumerate(energies_ev):
+            acc.add_flat(flat[i], e)
+            acc.add_frame(sample[i], e)
+        acc.add_dark(dark)  # a late dark takes every contribution out and back in
+        return acc
+
+    feed()  # kernels compiled or loaded from the cache before the count starts
+    tracemalloc.start()
+    try:
+        acc = feed()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n_e = energies_ev.size
+    n_blk = acc.plan.blk_hi - acc.plan.blk_lo
+    # float32 sample and flat sums per energy, the block (mu and var), the sums.
+    expected = frame_bytes * (2 * n_e + 2 * n_blk + acc._acc.shape[1] + 8)
+    assert held < expected + 2 * n_e * frame_bytes // 4
+    maps = acc.finish()
+    _assert_same(maps, _batch(energies_ev, sample, flat, dark))

@@ -7,8 +7,10 @@ linear-combination windows; edge energy: pre-edge, edge and post-edge windows), 
 again only if one of those frames changes; :meth:`SweepAccumulator.finish` then only
 computes what is left (in an ascending sweep: the edge jump, mask and edge energy).
 Repeated frames at one energy are averaged (and reported); a flat or dark arriving
-after its frames were used replaces their contribution exactly (the sums are linear:
-the old contribution is subtracted).
+after its frames were used replaces their contribution (the sums are linear: the old
+contribution is computed again from the inputs before they change, and subtracted).
+Corrected frames are not kept: only the raw sums, the weighted sums and the block of
+frames that the edge and white-line read-outs need (at 2048x2048, 2.2 GB less a sweep).
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ class SweepAccumulator:
         self._flat_all: _Sum | None = None
         self._flats: dict[int, _Sum] = {}
         self._samples: dict[int, _Sum] = {}
-        self._used: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._used: set[int] = set()  # energies whose contribution is in the sums
+        self._saturation_used: dict[int, float] = {}  # the level each one was made with
         self._shifts = np.zeros((n_e, 2))
         self._registration = (
             RunningRegistration(shape, self.config.upsample) if self.config.register else None
@@ -179,11 +182,14 @@ class SweepAccumulator:
         frame = np.asarray(frame)
         check_frame_shape(frame, self.frame_shape, name="dark")
         self._note_dtype(frame)
+        used = sorted(self._used)
+        for i in used:
+            self._withdraw(i)
         if self._dark is None:
             self._dark = _Sum()
         self._dark.add(frame)
         self._n_darks += 1
-        for i in list(self._used):
+        for i in used:
             self._refresh(i)
 
     def add_flat(self, frame: np.ndarray, energy_ev: float | None = None) -> None:
@@ -193,17 +199,21 @@ class SweepAccumulator:
         self._note_dtype(frame)
         self._n_flats += 1
         if energy_ev is None:
+            targets = [i for i in self._samples if i not in self._flats]
+            for i in targets:
+                self._withdraw(i)
             if self._flat_all is None:
                 self._flat_all = _Sum()
             self._flat_all.add(frame)
-            targets = [i for i in self._samples if i not in self._flats]
         else:
             i = self._index(float(energy_ev))
             if i is None:
                 self._unexpected.append(float(energy_ev))
                 return
-            self._flats.setdefault(i, _Sum()).add(frame)
             targets = [i] if i in self._samples else []
+            # Also a first flat of its own, which replaces the common flat here.
+            self._withdraw(i)
+            self._flats.setdefault(i, _Sum()).add(frame)
         for i in targets:
             self._refresh(i)
 
@@ -223,6 +233,7 @@ class SweepAccumulator:
             return
         if i in self._samples:
             self._duplicates.append(float(self.energies_ev[i]))
+        self._withdraw(i)
         self._samples.setdefault(i, _Sum()).add(frame)
         self._refresh(i)
 
@@ -230,24 +241,25 @@ class SweepAccumulator:
     def _flat_for(self, i: int) -> _Sum | None:
         return self._flats.get(i, self._flat_all)
 
-    def _refresh(self, i: int) -> None:
-        """(Re)compute energy ``i``'s contribution to the sums from its current inputs."""
+    def _contribution(self, i: int, saturation_adu: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Corrected (and registered) absorbance and variance of energy ``i`` from its
+        current inputs; None without a flat. Deterministic (the shift is found once):
+        computed again from the same inputs and ``saturation_adu`` (default the current
+        level), it gives the same values, so that a contribution can be taken back out
+        of the sums without keeping it."""
         flat = self._flat_for(i)
         if flat is None:
-            return
+            return None
         sample = self._samples[i]
         dark = self._dark.mean() if self._dark is not None else self._zero
-        flat_mean = flat.mean()
         mu, var, bad = correct_counts(
-            sample.mean(), flat_mean, dark,
+            sample.mean(), flat.mean(), dark,
             gain_adu_per_photon=self.config.gain_adu_per_photon,
             n_flat=flat.n, n_sample=sample.n,
-            saturation_adu=self._saturation(),
+            saturation_adu=(self._saturation() if saturation_adu is None
+                            else saturation_adu),
         )
-        if i in self._used:
-            old_mu, old_var = self._used.pop(i)
-            _accumulate_frame_kernel(old_mu, old_var, -self._lin[i], -self._var[i],
-                                     -self.plan.in_pre[i], self._acc)
         if self._registration is not None:
             if i not in self._registered:
                 self._shifts[i] = self._registration.shift_for(mu)
@@ -258,13 +270,32 @@ class SweepAccumulator:
                 _shift_bilinear(mu, self._shifts[i, 0], self._shifts[i, 1], False, mu_s)
                 _shift_bilinear(var, self._shifts[i, 0], self._shifts[i, 1], True, var_s)
                 mu, var = mu_s, var_s
+        return mu, var
+
+    def _withdraw(self, i: int) -> None:
+        """Take energy ``i``'s contribution out of the sums, before its inputs change."""
+        if i not in self._used:
+            return
+        mu, var = self._contribution(i, self._saturation_used.pop(i))
+        _accumulate_frame_kernel(mu, var, -self._lin[i], -self._var[i],
+                                 -self.plan.in_pre[i], self._acc)
+        self._used.discard(i)
+
+    def _refresh(self, i: int) -> None:
+        """Add energy ``i``'s contribution to the sums from its current inputs (an earlier
+        one was withdrawn before they changed) and compute the read-outs it completes."""
+        got = self._contribution(i)
+        if got is None:
+            return
+        mu, var = got
         if not self._ref_set and self.plan.in_pre[i]:
             # Per-pixel offset of the pre-edge sums (keeps the float32 scatter exact).
             self._acc[:, ROW_REF, :] = np.nan_to_num(mu)
             self._ref_set = True
         _accumulate_frame_kernel(mu, var, self._lin[i], self._var[i], self.plan.in_pre[i],
                                  self._acc)
-        self._used[i] = (mu, var)
+        self._used.add(i)
+        self._saturation_used[i] = self._saturation()
         k = i - self.plan.blk_lo
         if 0 <= k < self._blk_mu.shape[1]:
             self._blk_mu[:, k, :] = mu
@@ -391,8 +422,9 @@ class SweepAccumulator:
         present = sorted(self._used)
         if len(present) < 2:
             raise ValueError(f"sweep incomplete: only {len(present)} energies have frames")
-        mu = np.stack([self._used[i][0] for i in present])
-        var = np.stack([self._used[i][1] for i in present])
+        parts = [self._contribution(i) for i in present]
+        mu = np.stack([part[0] for part in parts])
+        var = np.stack([part[1] for part in parts])
         cfg = FitConfig.from_dict({**self.config.to_dict(), "register": False})
         maps = fit_stack(mu, self.energies_ev[present], cfg, variance=var)
         maps.registration_shifts = self._shifts[present].copy()
