@@ -113,6 +113,21 @@ def bench_larch(energies_ev: np.ndarray, stack: np.ndarray, n_spectra: int) -> d
     return {"xraylarch_per_spectrum_s": per, "xraylarch_spectra_timed": len(spectra)}
 
 
+def timed_sweep(acc: SweepAccumulator, frames) -> tuple[list[float], float, object]:
+    """Feed ``(flat or None, frame, energy_ev)`` items; times of each ``add_frame``, of
+    ``finish``, and the maps."""
+    feed = []
+    for flat, frame, e in frames:
+        if flat is not None:
+            acc.add_flat(flat, e)
+        t0 = time.perf_counter()
+        acc.add_frame(frame, e)
+        feed.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    maps = acc.finish()
+    return feed, time.perf_counter() - t0, maps
+
+
 def bench_latency(n: int, energies_ev: np.ndarray, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     cfg = FitConfig(register=False)
@@ -122,15 +137,9 @@ def bench_latency(n: int, energies_ev: np.ndarray, seed: int = 1) -> dict:
     acc.add_dark(dark)
     acc.add_flat(flat)
     base = 0.5 + 0.3 * spectrum_for_valence(energies_ev, 3.0)
-    feed = []
-    for k, e in enumerate(energies_ev):
-        frame = ((flat - 100.0) * np.exp(-base[k]) + 100.0).astype(np.uint16)
-        t0 = time.perf_counter()
-        acc.add_frame(frame, e)
-        feed.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    maps = acc.finish()
-    finish = time.perf_counter() - t0
+    feed, finish, maps = timed_sweep(acc, (
+        (None, ((flat - 100.0) * np.exp(-base[k]) + 100.0).astype(np.uint16), e)
+        for k, e in enumerate(energies_ev)))
     assert maps.mask.any()
     # Work that is done eagerly inside the last add_frame counts: the latency is from
     # handing over the last frame to holding the maps.
@@ -163,18 +172,14 @@ def bench_latency_particles(n: int, energies_ev: np.ndarray, register: bool,
     thickness, valence = particle_field(n, rng)
     acc = SweepAccumulator(energies_ev, (n, n), FitConfig(register=register))
     acc.add_dark(np.full((n, n), 100, dtype=np.uint16))
-    feed = []
-    for k, e in enumerate(energies_ev):
-        mu = synthetic_mu(energies_ev[k:k + 1], valence, thickness, nonresonant=0.3)[0]
-        flat = (rng.poisson(2000.0, (n, n)) + 100).astype(np.uint16)
-        frame = (rng.poisson(2000.0 * np.exp(-mu)) + 100).astype(np.uint16)
-        acc.add_flat(flat, e)
-        t0 = time.perf_counter()
-        acc.add_frame(frame, e)
-        feed.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    maps = acc.finish()
-    finish = time.perf_counter() - t0
+
+    def frames():
+        for k, e in enumerate(energies_ev):
+            mu = synthetic_mu(energies_ev[k:k + 1], valence, thickness, nonresonant=0.3)[0]
+            yield ((rng.poisson(2000.0, (n, n)) + 100).astype(np.uint16),
+                   (rng.poisson(2000.0 * np.exp(-mu)) + 100).astype(np.uint16), e)
+
+    feed, finish, maps = timed_sweep(acc, frames())
     return {"size": n, "register": register, "mask_fraction": float(maps.mask.mean()),
             "last_frame_to_maps_s": feed[-1] + finish,
             "accumulator_add_frame_median_s": float(np.median(feed))}
