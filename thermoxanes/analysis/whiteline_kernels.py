@@ -1,14 +1,17 @@
 """Numba kernels of the white-line read-out (private; see :mod:`thermoxanes.analysis.fit`).
 
-``_whiteline_row`` finds each pixel's highest point of ``y = mu - pre`` in the white-line
-window, then either
+Each pixel's highest point of ``y = mu - pre`` in the white-line window, then either
 
 * quadratic / Gaussian (``_local_peaks_row``): the fixed point of the vertex of a
   parabola fitted with biweight weights around a moving centre (continuous in the
-  data), iterated for the pixels of a chunk of ``CHUNK`` in lockstep (a chunk takes
-  5-7 steps); or
-* trig_poly: a second-order polynomial plus one sine/cosine period fitted over the
-  whole window, maximized by a grid search on a precomputed basis table and Newton steps.
+  data), iterated by secant steps for the pixels of a chunk of ``CHUNK`` in lockstep
+  (most pixels take 4-5 steps); once at most a quarter of the chunk still iterates,
+  those pixels move to a narrow tail chunk, so that a few slow pixels do not cost
+  whole-chunk steps. The highest point is found in the chunk's set-up pass, and the
+  slope ``dV/dc`` and the sigma come from one final pass at the converged centres; or
+* trig_poly: the highest point over the whole row, then a second-order polynomial plus
+  one sine/cosine period fitted over the whole window, maximized by a grid search on a
+  precomputed basis table and Newton steps.
 
 Both propagate a 1-sigma uncertainty from the variances of the absorbances.
 
@@ -16,7 +19,10 @@ The quadratic / Gaussian state of a chunk lives in the rows of scratch arrays of
 row stride ``CHUNK``, so that every pixel loop is branch-free (selects, exact 0/1 blends
 where a select would become a scalar conditional store) and vectorizes; the sums of a
 fit run over blocks of ``_BLK`` points per pixel loop, so that they stay in registers.
-Every array a pixel loop touches is a C-contiguous 1-D row slice indexed from 0.
+Every array a pixel loop touches is a C-contiguous 1-D row slice indexed from 0, and a
+pixel loop reads at most a few arrays besides the scratch (more would need more run-time
+overlap checks than LLVM allows: the variances of a pass are copied to the scratch block
+``vwin`` first).
 """
 
 import numpy as np
@@ -42,16 +48,18 @@ _BLK = 4
 _BIG = 1.0e6
 # Scratch rows of the quadratic / Gaussian read-out: secant state (centre, previous
 # centre and step, start, state: 0 iterating, 1 converged, -1 failed), vertex, count of
-# bad points, pass selection, converged vertex and centre; fit sums (9); sums at the
-# converged centre and their d/dr (16); inverse rows 1-2 (6), vertex in r, sigma scale;
-# sigma sums and scratch; lanes of the span's min/max.
+# bad points, pass selection, converged vertex and centre; fit sums (9); sums kept at
+# the converged centre (8); the final pass: its sums (13), inverse rows (5), q (3),
+# gradient polynomial (3), a flag; lanes of the span's min/max.
 (_C, _C0, _G0, _ST, _ACT, _V, _NBAD, _LIVE, _VX, _CF) = range(10)
 _S0 = 10
-_D0 = _S0 + 9
-_F0 = _D0 + 16
-(_RSTAR, _SCALE, _GA, _GB, _VW, _ELO, _EHI, _GT, _WT) = range(_F0 + 6, _F0 + 15)
-_LO8, _HI8 = _F0 + 15, _F0 + 16
-N_SCRATCH = _F0 + 17
+_K0 = _S0 + 9
+_DD0 = _K0 + 8
+_F0 = _DD0 + 13
+_Q0 = _F0 + 5
+_P0 = _Q0 + 3
+(_NZ, _LO8, _HI8) = range(_P0 + 3, _P0 + 6)
+N_SCRATCH = _P0 + 6
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -196,54 +204,66 @@ def _active_span(ew, c, sel, hh, n, scr):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _wl_setup(blk_mu, acc, todo, kmax, t_blk, ew, wl_lo, hh, method, scr, z, x0, n):
-    """Chunk set-up: ``z = mu - pre`` (log for the Gaussian) near each pixel's highest
-    point ``start``, 0 elsewhere; the centre starts there; pixels without a highest
-    point, not to do, or with a non-finite point within ``2 h`` of it leave (ACT -1)."""
+def _wl_setup(blk_mu, acc, todo, t_blk, ew, wl_lo, hh, method, scr, z, zinv, ymax, x0, n):
+    """Chunk set-up: each pixel's highest point of ``y = mu - pre`` in the window (in
+    float64, the first of equal maxima; row ST, where the centre starts) and ``z = y``
+    rounded to float32 (the Gaussian: ``log y`` within ``2 h`` of the highest point, 0
+    elsewhere, and ``zinv = 1 / y`` there). A pixel not to do, with a non-finite point
+    in the window or (Gaussian) with ``y <= 0`` within ``2 h`` of its highest point
+    leaves (ACT -1)."""
     f32 = np.float32
     zero = f32(0.0)
+    one = f32(1.0)
     x1 = x0 + n
-    kmax = kmax[x0:x1]
     todo = todo[x0:x1]
     alpha = acc[ROW_ALPHA, x0:x1]
     beta = acc[ROW_BETA, x0:x1]
     start = scr[_ST]
     nbad = scr[_NBAD]
     act = scr[_ACT]
-    for x in range(n):  # once per pixel (a gather): scalar
-        k = kmax[x]
-        if k >= 0 and todo[x]:
-            start[x] = ew[k - wl_lo]
-            act[x] = zero
-        else:
-            start[x] = zero
-            act[x] = f32(-1.0)
+    for x in range(n):
+        ymax[x] = -np.inf
+        start[x] = zero
         nbad[x] = zero
-    two_h = f32(2.0) * hh
     for j in range(ew.size):
         k = wl_lo + j
-        tk = f32(t_blk[k])
+        t64 = t_blk[k]
         ej = ew[j]
         zj = z[j]
         mrow = blk_mu[k, x0:x1]
         for x in range(n):
-            zj[x] = f32(mrow[x]) - (f32(alpha[x]) + f32(beta[x]) * tk)
-        if method == 1:
+            yv = mrow[x] - (alpha[x] + beta[x] * t64)  # float64
+            better = yv > ymax[x]
+            ymax[x] = yv if better else ymax[x]
+            start[x] = ej if better else start[x]
+            y32 = f32(yv)
+            fine = np.abs(y32) < np.inf
+            nbad[x] += zero if fine else one
+            zj[x] = y32 if fine else zero
+    if method == 1:
+        two_h = f32(2.0) * hh
+        for j in range(ew.size):
+            ej = ew[j]
+            zj = z[j]
+            ij = zinv[j]
+            for x in range(n):  # libm log: scalar
+                y = zj[x]
+                ij[x] = np.log(y) if y > zero else f32(np.nan)
             for x in range(n):
                 y = zj[x]
-                zj[x] = np.log(y) if y > zero else f32(np.nan)
-        for x in range(n):
-            y = zj[x]
-            near = abs(ej - start[x]) < two_h
-            fine = np.abs(y) < np.inf
-            nbad[x] += f32(1.0) if (near & ~fine) else zero
-            zj[x] = y if (near & fine) else zero
+                lg = ij[x]
+                near = abs(ej - start[x]) < two_h
+                fine = np.abs(lg) < np.inf
+                nbad[x] += one if (near & ~fine) else zero
+                use = near & fine
+                zj[x] = lg if use else zero
+                ij[x] = one / y if use else zero
     c = scr[_C]
     for x in range(n):
-        act[x] = act[x] if nbad[x] == zero else f32(-1.0)
+        act[x] = zero if (nbad[x] == zero) & todo[x] else f32(-1.0)
         c[x] = start[x]
     for q in range(8):  # sums kept at convergence: finite for every pixel
-        row = scr[_D0 + q]
+        row = scr[_K0 + q]
         for x in range(n):
             row[x] = zero
 
@@ -347,6 +367,7 @@ def _wl_secant_step(scr, hh, n):
     c, c0, g0, st, act, v = scr[_C], scr[_C0], scr[_G0], scr[_ST], scr[_ACT], scr[_V]
     fvert, fcent, keep = scr[_VX], scr[_CF], scr[_LIVE]
     n_active = 0
+    n_done = 0
     for x in range(n):
         cc = c[x]
         cp = c0[x]
@@ -368,9 +389,12 @@ def _wl_secant_step(scr, hh, n):
         fcent[x] = cc if done else fcent[x]
         keep[x] = one if done else zero
         n_active += 1 if step else 0
+        n_done += 1 if done else 0
+    if n_done == 0:
+        return n_active
     for q in range(8):  # the sums at the converged centre, for the slope
         s_row = scr[_S0 + q]
-        d_row = scr[_D0 + q]
+        d_row = scr[_K0 + q]
         for x in range(n):
             # An exact 0/1 blend of finite values (a select here becomes a scalar
             # conditional store).
@@ -380,17 +404,14 @@ def _wl_secant_step(scr, hh, n):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _wl_iterate(ew, ewp, inv_h, hh, scr, z, n):
-    """The secant fixed point ``V(c) = c`` of every pixel of the chunk, in lockstep (the
-    pass over a chunk costs the same whatever the number of pixels still iterating)."""
+def _wl_passes(ew, ewp, inv_h, hh, scr, z, n, it, n_active, n_stop):
+    """Lockstep steps of the pixels ``0 .. n - 1`` of ``scr`` / ``z`` from step ``it``
+    while ``n_active`` pixels iterate, more than ``n_stop`` of them, and the step count
+    allows. Returns ``(it, n_active)``."""
     f32 = np.float32
     c, act = scr[_C], scr[_ACT]
     live = scr[_LIVE]
-    n_active = 0
-    for x in range(n):
-        n_active += 1 if act[x] == f32(0.0) else 0
-    it = 0
-    while n_active > 0 and it <= WL_MAX_ITER:
+    while n_active > n_stop and it <= WL_MAX_ITER:
         for x in range(n):
             live[x] = f32(1.0) if act[x] == f32(0.0) else f32(0.0)
         j_lo, j_hi = _active_span(ew, c, live, hh, n, scr)
@@ -400,20 +421,97 @@ def _wl_iterate(ew, ewp, inv_h, hh, scr, z, n):
         else:
             n_active = _wl_secant_step(scr, hh, n)
         it += 1
+    return it, n_active
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _wl_slope(ew, ewp, inv_h, hh, scr, z, n):
-    """At each converged centre (ACT 1): the d/dr of the sums of its fit, for an
-    analytic dV/dc (the secant slope is too coarse in float32). Rows F: rows 1-2 of the
-    inverse normal matrix; RSTAR: the vertex in r; SCALE: ``dV/dy`` per unit of the
-    weighted residual. A pixel without a result gets CF = ``_BIG`` (zero weights) and
-    zeros. Returns the number of pixels with a result."""
+def _wl_iterate(ew, ewp, inv_h, hh, scr, z, n, scr_t, z_t, idx):
+    """The secant fixed point ``V(c) = c`` of every pixel of the chunk, in lockstep (a
+    step over a chunk costs the same whatever the number of pixels still iterating).
+    Once at most a quarter of the chunk iterates, those pixels move to the tail scratch
+    ``scr_t`` / ``z_t`` (``idx``: their columns) and finish there, and their results
+    move back (rows ACT, VX, CF and the sums kept at convergence)."""
+    f32 = np.float32
+    zero = f32(0.0)
+    act = scr[_ACT]
+    n_active = 0
+    for x in range(n):
+        n_active += 1 if act[x] == zero else 0
+    n_stop = n // 4 if n >= 64 else 0
+    it, n_active = _wl_passes(ew, ewp, inv_h, hh, scr, z, n, 0, n_active, n_stop)
+    if n_active == 0 or it > WL_MAX_ITER:
+        return
+    m = 0
+    for x in range(n):  # scalar gathers, once per chunk
+        if act[x] == zero:
+            idx[m] = x
+            m += 1
+    for row in (_C, _C0, _G0, _ST, _ACT):
+        src = scr[row]
+        dst = scr_t[row]
+        for i in range(m):
+            dst[i] = src[idx[i]]
+    for q in range(8):
+        dst = scr_t[_K0 + q]
+        for i in range(m):
+            dst[i] = zero
+    for j in range(ew.size):
+        src = z[j]
+        dst = z_t[j]
+        for i in range(m):
+            dst[i] = src[idx[i]]
+    _wl_passes(ew, ewp, inv_h, hh, scr_t, z_t, m, it, n_active, 0)
+    for row in (_ACT, _VX, _CF, _K0, _K0 + 1, _K0 + 2, _K0 + 3, _K0 + 4, _K0 + 5, _K0 + 6,
+                _K0 + 7):
+        src = scr_t[row]
+        dst = scr[row]
+        for i in range(m):
+            dst[idx[i]] = src[i]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _add_gpoint(acc, ej, cx, inv_h, zz, zi, p0, p1, p2, tk, vk, vx):
+    """``acc`` (d/dr of S0-S4 and T0-T2; gradient sums ``sum g``, ``sum g t``,
+    ``sum g^2 var``; flags of a weighted point at or below / at or above the vertex
+    ``vx``) plus the point ``(ej, zz)`` with ``g = (p0 + p1 r + p2 r^2) w zi``."""
     f32 = np.float32
     one = f32(1.0)
     zero = f32(0.0)
+    d0, d1, d2, d3, d4, e0, e1, e2, ga, gb, gv, flo, fhi = acc
+    r, a = _biweight(ej, cx, inv_h)
+    wt = a * a
+    dw = f32(-4.0) * r * a  # d(weight)/dr (0 outside the radius)
+    r2 = r * r
+    g = (p0 + p1 * r + p2 * r2) * wt * zi
+    inside = wt > zero
+    return (d0 + dw, d1 + (dw * r + wt), d2 + (dw * r2 + f32(2.0) * wt * r),
+            d3 + (dw * r2 * r + f32(3.0) * wt * r2),
+            d4 + (dw * r2 * r2 + f32(4.0) * wt * r2 * r), e0 + dw * zz,
+            e1 + (dw * r + wt) * zz, e2 + (dw * r * r + f32(2.0) * wt * r) * zz,
+            ga + g, gb + g * tk, gv + g * g * vk,
+            one if inside & (ej <= vx) else flo, one if inside & (ej >= vx) else fhi)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _wl_finish(blk_var, acc, sv, tw, ew, ewp, e_ref, wl_lo, inv_h, hh, method, scr, z, zinv,
+               vwin, x0, n, out_w, out_s):
+    """White line and sigma of the pixels that converged (ACT 1), in one pass over the
+    points around their converged centres (row CF): the d/dr of the sums of the fit (an
+    analytic dV/dc; the secant slope is too coarse in float32) and the sums of the
+    gradient ``g_k`` of the vertex with respect to each ``y_k`` (per unit of
+    ``dV/dy / (1 - dV/dc)``, applied per pixel after the pass), propagated with the
+    variances of ``mu_k`` and of the pre-edge line. No result (NaN) without a maximum,
+    with ``dV/dc >= 1``, with the vertex more than ``h`` from the start or outside the
+    points that carry weight. Writes ``out_w`` / ``out_s`` of the chunk."""
+    f32 = np.float32
+    one = f32(1.0)
+    zero = f32(0.0)
+    two = f32(2.0)
     big = f32(_BIG)
-    act, cf, vx, st, live = scr[_ACT], scr[_CF], scr[_VX], scr[_ST], scr[_LIVE]
+    x1 = x0 + n
+    out_w = out_w[x0:x1]
+    out_s = out_s[x0:x1]
+    act, cf, vx, live = scr[_ACT], scr[_CF], scr[_VX], scr[_LIVE]
     n_done = 0
     for x in range(n):
         done = act[x] == one
@@ -421,39 +519,22 @@ def _wl_slope(ew, ewp, inv_h, hh, scr, z, n):
         live[x] = one if done else zero
         n_done += 1 if done else 0
     if n_done == 0:
-        return 0
+        for x in range(n):
+            out_w[x] = np.nan
+            out_s[x] = np.nan
+        return
     # The sums S0-S4, T0-T2 at the converged centre were kept by the secant step (rows
-    # D0-D7); here their d/dr (rows D8-D15).
-    d0, d1, d2, d3, d4 = scr[_D0 + 8], scr[_D0 + 9], scr[_D0 + 10], scr[_D0 + 11], scr[_D0 + 12]
-    e0, e1, e2 = scr[_D0 + 13], scr[_D0 + 14], scr[_D0 + 15]
-    for q in range(8, 16):
-        row = scr[_D0 + q]
-        for x in range(n):
-            row[x] = zero
-    j_lo, j_hi = _active_span(ew, cf, live, hh, n, scr)
-    _pass_points(ew, ewp, j_lo, j_hi)
-    for jb in range(j_lo, j_hi + 1, _BLK):
-        ea, eb, ec, ed = ewp[jb], ewp[jb + 1], ewp[jb + 2], ewp[jb + 3]
-        za, zb, zc, zd = z[jb], z[jb + 1], z[jb + 2], z[jb + 3]
-        for x in range(n):
-            cx = cf[x]
-            acc = (d0[x], d1[x], d2[x], d3[x], d4[x], e0[x], e1[x], e2[x])
-            acc = _add_dpoint(acc, ea, cx, inv_h, za[x])
-            acc = _add_dpoint(acc, eb, cx, inv_h, zb[x])
-            acc = _add_dpoint(acc, ec, cx, inv_h, zc[x])
-            acc = _add_dpoint(acc, ed, cx, inv_h, zd[x])
-            d0[x], d1[x], d2[x], d3[x], d4[x], e0[x], e1[x], e2[x] = acc
+    # K): rows 1-2 of the inverse normal matrix (F), the coefficients q (Q) and the
+    # gradient polynomial ``(F1 + 2 r* F2) . (1, r, r^2)`` (P), r* the vertex in r.
+    ks0, ks1, ks2, ks3, ks4 = scr[_K0], scr[_K0 + 1], scr[_K0 + 2], scr[_K0 + 3], scr[_K0 + 4]
+    kt0, kt1, kt2 = scr[_K0 + 5], scr[_K0 + 6], scr[_K0 + 7]
     f0, f1, f2 = scr[_F0], scr[_F0 + 1], scr[_F0 + 2]
-    f3, f4, f5 = scr[_F0 + 3], scr[_F0 + 4], scr[_F0 + 5]
-    rstar, scale = scr[_RSTAR], scr[_SCALE]
-    ds0, ds1, ds2, ds3, ds4 = scr[_D0], scr[_D0 + 1], scr[_D0 + 2], scr[_D0 + 3], scr[_D0 + 4]
-    dt0, dt1, dt2 = scr[_D0 + 5], scr[_D0 + 6], scr[_D0 + 7]
-    dd0, dd1, dd2, dd3, dd4 = (scr[_D0 + 8], scr[_D0 + 9], scr[_D0 + 10], scr[_D0 + 11],
-                               scr[_D0 + 12])
-    de0, de1, de2 = scr[_D0 + 13], scr[_D0 + 14], scr[_D0 + 15]
-    n_ok = 0
+    f3, f4 = scr[_F0 + 3], scr[_F0 + 4]
+    qq0, qq1, qq2 = scr[_Q0], scr[_Q0 + 1], scr[_Q0 + 2]
+    pp0, pp1, pp2 = scr[_P0], scr[_P0 + 1], scr[_P0 + 2]
+    nzr = scr[_NZ]
     for x in range(n):
-        s_a, s_b, s_c, s_d, s_e = ds0[x], ds1[x], ds2[x], ds3[x], ds4[x]
+        s_a, s_b, s_c, s_d, s_e = ks0[x], ks1[x], ks2[x], ks3[x], ks4[x]
         m00 = s_c * s_e - s_d * s_d
         m01 = s_c * s_d - s_b * s_e
         m02 = s_b * s_d - s_c * s_c
@@ -466,10 +547,87 @@ def _wl_slope(ew, ewp, inv_h, hh, scr, z, n):
         i11 = (s_a * s_e - s_c * s_c) * rdet
         i12 = (s_b * s_c - s_a * s_d) * rdet
         i22 = (s_a * s_c - s_b * s_b) * rdet
-        t0, t1, t2 = dt0[x], dt1[x], dt2[x]
+        t0, t1, t2 = kt0[x], kt1[x], kt2[x]
         q0 = i00 * t0 + i01 * t1 + i02 * t2
         q1 = i01 * t0 + i11 * t1 + i12 * t2
         q2 = i02 * t0 + i12 * t1 + i22 * t2
+        neg = q2 < zero
+        rs = -q1 / (two * q2) if neg else zero
+        f0[x] = i01
+        f1[x] = i11
+        f2[x] = i12
+        f3[x] = i02
+        f4[x] = i22
+        qq0[x] = q0
+        qq1[x] = q1
+        qq2[x] = q2
+        pp0[x] = i01 + two * rs * i02
+        pp1[x] = i11 + two * rs * i12
+        pp2[x] = i12 + two * rs * i22
+        nzr[x] = one if nz & neg else zero
+    # One pass over the points: d/dr of the sums and the gradient sums.
+    n_acc = 13
+    for q in range(n_acc):
+        row = scr[_DD0 + q]
+        for x in range(n):
+            row[x] = zero
+    dd0, dd1, dd2, dd3, dd4 = scr[_DD0], scr[_DD0 + 1], scr[_DD0 + 2], scr[_DD0 + 3], scr[_DD0 + 4]
+    de0, de1, de2 = scr[_DD0 + 5], scr[_DD0 + 6], scr[_DD0 + 7]
+    ga, gb, gv, flo, fhi = (scr[_DD0 + 8], scr[_DD0 + 9], scr[_DD0 + 10], scr[_DD0 + 11],
+                            scr[_DD0 + 12])
+    j_lo, j_hi = _active_span(ew, cf, live, hh, n, scr)
+    _pass_points(ew, ewp, j_lo, j_hi)
+    for j in range(j_lo, j_hi + 1):  # variances of the pass (padding rows stay 0)
+        vj = vwin[j]
+        vrow = blk_var[wl_lo + j, x0:x1]
+        for x in range(n):
+            vj[x] = vrow[x]
+    for jb in range(j_lo, j_hi + 1, _BLK):
+        ea, eb, ec, ed = ewp[jb], ewp[jb + 1], ewp[jb + 2], ewp[jb + 3]
+        za, zb, zc, zd = z[jb], z[jb + 1], z[jb + 2], z[jb + 3]
+        ia, ib, ic, id_ = zinv[jb], zinv[jb + 1], zinv[jb + 2], zinv[jb + 3]
+        va, vb, vc, vd = vwin[jb], vwin[jb + 1], vwin[jb + 2], vwin[jb + 3]
+        ta, tb, tc, td = tw[jb], tw[jb + 1], tw[jb + 2], tw[jb + 3]
+        if method == 1:
+            for x in range(n):
+                cx = cf[x]
+                p0, p1, p2, vv = pp0[x], pp1[x], pp2[x], vx[x]
+                acc8 = (dd0[x], dd1[x], dd2[x], dd3[x], dd4[x], de0[x], de1[x], de2[x],
+                        ga[x], gb[x], gv[x], flo[x], fhi[x])
+                acc8 = _add_gpoint(acc8, ea, cx, inv_h, za[x], ia[x], p0, p1, p2, ta,
+                                   va[x], vv)
+                acc8 = _add_gpoint(acc8, eb, cx, inv_h, zb[x], ib[x], p0, p1, p2, tb,
+                                   vb[x], vv)
+                acc8 = _add_gpoint(acc8, ec, cx, inv_h, zc[x], ic[x], p0, p1, p2, tc,
+                                   vc[x], vv)
+                acc8 = _add_gpoint(acc8, ed, cx, inv_h, zd[x], id_[x], p0, p1, p2, td,
+                                   vd[x], vv)
+                (dd0[x], dd1[x], dd2[x], dd3[x], dd4[x], de0[x], de1[x], de2[x],
+                 ga[x], gb[x], gv[x], flo[x], fhi[x]) = acc8
+        else:
+            for x in range(n):
+                cx = cf[x]
+                p0, p1, p2, vv = pp0[x], pp1[x], pp2[x], vx[x]
+                acc8 = (dd0[x], dd1[x], dd2[x], dd3[x], dd4[x], de0[x], de1[x], de2[x],
+                        ga[x], gb[x], gv[x], flo[x], fhi[x])
+                acc8 = _add_gpoint(acc8, ea, cx, inv_h, za[x], one, p0, p1, p2, ta,
+                                   va[x], vv)
+                acc8 = _add_gpoint(acc8, eb, cx, inv_h, zb[x], one, p0, p1, p2, tb,
+                                   vb[x], vv)
+                acc8 = _add_gpoint(acc8, ec, cx, inv_h, zc[x], one, p0, p1, p2, tc,
+                                   vc[x], vv)
+                acc8 = _add_gpoint(acc8, ed, cx, inv_h, zd[x], one, p0, p1, p2, td,
+                                   vd[x], vv)
+                (dd0[x], dd1[x], dd2[x], dd3[x], dd4[x], de0[x], de1[x], de2[x],
+                 ga[x], gb[x], gv[x], flo[x], fhi[x]) = acc8
+    st = scr[_ST]
+    sv = sv[x0:x1]
+    v_aa = acc[V_AA, x0:x1]
+    v_bb = acc[V_BB, x0:x1]
+    v_ab = acc[V_AB, x0:x1]
+    for x in range(n):
+        i01, i11, i12, i02, i22 = f0[x], f1[x], f2[x], f3[x], f4[x]
+        q0, q1, q2 = qq0[x], qq1[x], qq2[x]
         # d/dc = -(1/h) d/dr: dq/dr = inv (dt - dM q).
         d0, d1, d2, d3, d4 = dd0[x], dd1[x], dd2[x], dd3[x], dd4[x]
         r0 = de0[x] - (d0 * q0 + d1 * q1 + d2 * q2)
@@ -479,117 +637,44 @@ def _wl_slope(ew, ewp, inv_h, hh, scr, z, n):
         dq2 = i02 * r0 + i12 * r1 + i22 * r2
         # V = c + h rho, rho = -q1 / (2 q2); dV/dc = 1 - d(rho)/dr.
         q2n = q2 if q2 < zero else -one  # no result without q2 < 0; no 0/0 here
-        drho = -(dq1 * q2 - q1 * dq2) / (f32(2.0) * q2n * q2n)
+        drho = -(dq1 * q2 - q1 * dq2) / (two * q2n * q2n)
         dvdc = one - drho
-        ok = ((live[x] > zero) & nz & (q2 < zero) & (dvdc < one)
-              & (abs(vx[x] - st[x]) <= hh))
-        cf[x] = cf[x] if ok else big
-        f0[x] = i01 if ok else zero
-        f1[x] = i11 if ok else zero
-        f2[x] = i12 if ok else zero
-        f3[x] = i02 if ok else zero
-        f4[x] = i12 if ok else zero
-        f5[x] = i22 if ok else zero
-        rstar[x] = -q1 / (f32(2.0) * q2) if ok else zero
-        scale[x] = -hh / (f32(2.0) * q2 * (one - dvdc)) if ok else zero
-        live[x] = one if ok else zero
-        n_ok += 1 if ok else 0
-    return n_ok
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _wl_sigma(blk_var, acc, sv, t_blk, ew, e_ref, wl_lo, inv_h, hh, method, scr, z, x0, n,
-              out_w, out_s):
-    """Sigma of the white line of the pixels with a result (row CF not ``_BIG``): the
-    gradient ``g_k`` of the fixed point with respect to each ``y_k`` (``mu_k`` and the
-    pre-edge line), propagated with the variances; a vertex outside the points that
-    carry weight gives NaN. Writes ``out_w`` / ``out_s`` of the chunk."""
-    f32 = np.float32
-    zero = f32(0.0)
-    big = f32(_BIG)
-    cf, vx, live = scr[_CF], scr[_VX], scr[_LIVE]
-    f0, f1, f2 = scr[_F0], scr[_F0 + 1], scr[_F0 + 2]
-    f3, f4, f5 = scr[_F0 + 3], scr[_F0 + 4], scr[_F0 + 5]
-    rstar, scale = scr[_RSTAR], scr[_SCALE]
-    ga, gb, var_w = scr[_GA], scr[_GB], scr[_VW]
-    e_lo, e_hi, gtmp, wtmp = scr[_ELO], scr[_EHI], scr[_GT], scr[_WT]
-    for x in range(n):
-        ga[x] = zero
-        gb[x] = zero
-        var_w[x] = zero
-        e_lo[x] = f32(np.inf)
-        e_hi[x] = f32(-np.inf)
-    x1 = x0 + n
-    j_lo, j_hi = _active_span(ew, cf, live, hh, n, scr)
-    for j in range(j_lo, j_hi + 1):
-        ej = ew[j]
-        k = wl_lo + j
-        tk = f32(t_blk[k])
-        for x in range(n):
-            r, a = _biweight(ej, cf[x], inv_h)
-            wk = a * a
-            m1 = (f0[x] + f1[x] * r + f2[x] * r * r) * wk
-            m2 = (f3[x] + f4[x] * r + f5[x] * r * r) * wk
-            gtmp[x] = (m1 + f32(2.0) * rstar[x] * m2) * scale[x]
-            wtmp[x] = wk
-        if method == 1:
-            zj = z[j]
-            for x in range(n):
-                gtmp[x] = gtmp[x] / np.exp(zj[x]) if wtmp[x] > zero else zero
-        vrow = blk_var[k, x0:x1]
-        for x in range(n):
-            gk = gtmp[x]
-            ga[x] += gk
-            gb[x] += gk * tk
-            var_w[x] += gk * gk * f32(vrow[x])
-        for x in range(n):
-            inside = wtmp[x] > zero
-            e_lo[x] = ej if inside & (ej < e_lo[x]) else e_lo[x]
-            e_hi[x] = ej if inside & (ej > e_hi[x]) else e_hi[x]
-    sv = sv[x0:x1]
-    v_aa = acc[V_AA, x0:x1]
-    v_bb = acc[V_BB, x0:x1]
-    v_ab = acc[V_AB, x0:x1]
-    out_w = out_w[x0:x1]
-    out_s = out_s[x0:x1]
-    for x in range(n):
         v = vx[x]
-        ok = (cf[x] != big) & (e_lo[x] <= v) & (v <= e_hi[x])
-        gax = np.float64(ga[x])
-        gbx = np.float64(gb[x])
-        vw = var_w[x] + sv[x] * (gax * gax * v_aa[x] + gbx * gbx * v_bb[x]
-                                 + 2.0 * gax * gbx * v_ab[x])
+        ok = ((live[x] > zero) & (nzr[x] > zero) & (dvdc < one)
+              & (abs(v - st[x]) <= hh) & (flo[x] > zero) & (fhi[x] > zero))
+        scale = np.float64(-hh / (two * q2n * (one - dvdc))) if ok else 0.0
+        gax = scale * np.float64(ga[x])
+        gbx = scale * np.float64(gb[x])
+        vw = (scale * scale * np.float64(gv[x])
+              + sv[x] * (gax * gax * v_aa[x] + gbx * gbx * v_bb[x] + 2.0 * gax * gbx * v_ab[x]))
         out_w[x] = e_ref + v if ok else np.nan
         out_s[x] = np.sqrt(vw) if ok else np.nan
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, ew, ewp, e_ref, wl_lo, inv_h, hh, method,
-              kmax, out_w, out_s, scr, z, x0, n):
+def _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, tw, ew, ewp, e_ref, wl_lo, inv_h, hh,
+              method, out_w, out_s, scr, z, zinv, vwin, ymax, scr_t, z_t, idx, x0, n):
     """:func:`_local_peaks_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch
-    ``scr`` (N_SCRATCH, CHUNK) and ``z`` (window points, CHUNK)."""
-    _wl_setup(blk_mu, acc, todo, kmax, t_blk, ew, wl_lo, hh, method, scr, z, x0, n)
-    _wl_iterate(ew, ewp, inv_h, hh, scr, z, n)
-    if _wl_slope(ew, ewp, inv_h, hh, scr, z, n) > 0:
-        _wl_sigma(blk_var, acc, sv, t_blk, ew, e_ref, wl_lo, inv_h, hh, method, scr, z, x0,
-                  n, out_w, out_s)
-    else:
-        for x in range(x0, x0 + n):
-            out_w[x] = np.nan
-            out_s[x] = np.nan
+    ``scr`` (N_SCRATCH, CHUNK), ``z``, ``zinv`` and ``vwin`` (window points + padding,
+    CHUNK), ``ymax`` (CHUNK,) float64, ``scr_t`` / ``z_t`` / ``idx`` for the pixels that
+    iterate longest; ``tw``: float32 ``t`` of the window points."""
+    _wl_setup(blk_mu, acc, todo, t_blk, ew, wl_lo, hh, method, scr, z, zinv, ymax, x0, n)
+    _wl_iterate(ew, ewp, inv_h, hh, scr, z, n, scr_t, z_t, idx)
+    _wl_finish(blk_var, acc, sv, tw, ew, ewp, e_ref, wl_lo, inv_h, hh, method, scr, z, zinv,
+               vwin, x0, n, out_w, out_s)
 
 
 @njit(cache=True, error_model="numpy")
 def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
-                     h, method, kmax, out_w, out_s):
+                     h, method, out_w, out_s):
     """Quadratic (Gaussian) white line of a row of pixels, in lockstep.
 
-    Per pixel: a parabola (in log for the Gaussian) fitted to ``y = mu - pre`` with
-    biweight weights ``(1 - ((E - c)/h)^2)^2`` is re-centred on its vertex ``V(c)`` until
-    ``V(c) = c`` (secant steps from the highest point ``start``), so that the estimate is
-    continuous in the data; it must stay within ``h`` of ``start``. Sigma: implicit
-    derivative of the fixed point, ``dV/dy / (1 - dV/dc)`` (dV/dc analytic). ``kmax``
-    holds each pixel's highest point (< 0: none).
+    Per pixel: the highest point ``start`` of ``y = mu - pre`` in the window; a parabola
+    (in log for the Gaussian) fitted to ``y`` with biweight weights
+    ``(1 - ((E - c)/h)^2)^2`` is re-centred on its vertex ``V(c)`` until ``V(c) = c``
+    (secant steps from ``start``), so that the estimate is continuous in the data; it
+    must stay within ``h`` of ``start``. Sigma: implicit derivative of the fixed point,
+    ``dV/dy / (1 - dV/dc)`` (dV/dc analytic).
 
     Chunk by chunk of ``CHUNK`` pixels, whose state lives in the rows of scratch arrays
     so that the pixel loops are branch-free and vectorize: every step runs over the
@@ -608,11 +693,20 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
         ew[j] = f32(e_blk[wl_lo + j] - e_ref)
     scr = np.empty((N_SCRATCH, CHUNK), dtype=f32)
     z = np.zeros((n_wl + _BLK - 1, CHUNK), dtype=f32)  # padding rows stay 0
+    zinv = np.zeros((n_wl + _BLK - 1, CHUNK), dtype=f32)
+    vwin = np.zeros((n_wl + _BLK - 1, CHUNK), dtype=f32)
+    ymax = np.empty(CHUNK)
+    scr_t = np.zeros((N_SCRATCH, CHUNK), dtype=f32)
+    z_t = np.zeros((n_wl + _BLK - 1, CHUNK), dtype=f32)
+    idx = np.empty(CHUNK, dtype=np.int64)
     ewp = np.empty(n_wl + _BLK - 1, dtype=f32)
+    tw = np.zeros(n_wl + _BLK - 1, dtype=f32)
+    for j in range(n_wl):
+        tw[j] = f32(t_blk[wl_lo + j])
     for x0 in range(0, w, CHUNK):
         n = min(CHUNK, w - x0)
-        _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, ew, ewp, e_ref, wl_lo, inv_h, hh,
-                  method, kmax, out_w, out_s, scr, z, x0, n)
+        _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, tw, ew, ewp, e_ref, wl_lo, inv_h, hh,
+                  method, out_w, out_s, scr, z, zinv, vwin, ymax, scr_t, z_t, idx, x0, n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -621,9 +715,15 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                    out_w, out_s):
     """White-line energy (peak of the model fitted around the maximum) and its sigma.
 
-    Methods: 0 quadratic, 1 gaussian (quadratic in log), 2 trig_poly. ``kmax`` (W,)
-    int64, ``ymax`` (W,), ``zbuf`` (maxpts,), ``coef`` and ``d1buf`` (P,) are scratch.
+    Methods: 0 quadratic, 1 gaussian (quadratic in log; ``scale``: the weight radius
+    ``h``, eV), 2 trig_poly. ``kmax`` (W,) int64, ``ymax`` (W,), ``zbuf`` (maxpts,),
+    ``coef`` and ``d1buf`` (P,) are scratch of trig_poly (the quadratic / Gaussian
+    read-out finds the highest point chunk by chunk, in its own scratch).
     """
+    if method != 2:
+        _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo,
+                         wl_hi, scale, method, out_w, out_s)
+        return
     w = blk_mu.shape[1]
     n_par = pinv.shape[1]
     # Highest point of (mu - pre) per pixel, branch-free over k (vectorizes); -2 marks
@@ -645,10 +745,6 @@ def _whiteline_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
             ymax[x] = yv if better else ymax[x]
     for x in range(w):
         kmax[x] = kmax[x] if nbad[x] == 0 else -2
-    if method != 2:
-        _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo,
-                         wl_hi, scale, method, kmax, out_w, out_s)
-        return
     grid = _trig_grid()
     for x in range(w):
         out_w[x] = np.nan
