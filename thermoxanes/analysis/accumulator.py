@@ -241,13 +241,13 @@ class SweepAccumulator:
     def _flat_for(self, i: int) -> _Sum | None:
         return self._flats.get(i, self._flat_all)
 
-    def _contribution(self, i: int, saturation_adu: float | None = None
+    def _contribution(self, i: int, saturation_adu: float
                       ) -> tuple[np.ndarray, np.ndarray] | None:
         """Corrected (and registered) absorbance and variance of energy ``i`` from its
-        current inputs; None without a flat. Deterministic (the shift is found once):
-        computed again from the same inputs and ``saturation_adu`` (default the current
-        level), it gives the same values, so that a contribution can be taken back out
-        of the sums without keeping it."""
+        current inputs and ``saturation_adu``; None without a flat. Deterministic (the
+        shift is found once): computed again from the same inputs, it gives the same
+        values, so that a contribution can be taken back out of the sums without
+        keeping it."""
         flat = self._flat_for(i)
         if flat is None:
             return None
@@ -257,8 +257,7 @@ class SweepAccumulator:
             sample.mean(), flat.mean(), dark,
             gain_adu_per_photon=self.config.gain_adu_per_photon,
             n_flat=flat.n, n_sample=sample.n,
-            saturation_adu=(self._saturation() if saturation_adu is None
-                            else saturation_adu),
+            saturation_adu=saturation_adu,
         )
         if self._registration is not None:
             if i not in self._registered:
@@ -284,7 +283,8 @@ class SweepAccumulator:
     def _refresh(self, i: int) -> None:
         """Add energy ``i``'s contribution to the sums from its current inputs (an earlier
         one was withdrawn before they changed) and compute the read-outs it completes."""
-        got = self._contribution(i)
+        saturation = self._saturation()
+        got = self._contribution(i, saturation)
         if got is None:
             return
         mu, var = got
@@ -295,7 +295,7 @@ class SweepAccumulator:
         _accumulate_frame_kernel(mu, var, self._lin[i], self._var[i], self.plan.in_pre[i],
                                  self._acc)
         self._used.add(i)
-        self._saturation_used[i] = self._saturation()
+        self._saturation_used[i] = saturation
         k = i - self.plan.blk_lo
         if 0 <= k < self._blk_mu.shape[1]:
             self._blk_mu[:, k, :] = mu
@@ -422,7 +422,7 @@ class SweepAccumulator:
         present = sorted(self._used)
         if len(present) < 2:
             raise ValueError(f"sweep incomplete: only {len(present)} energies have frames")
-        parts = [self._contribution(i) for i in present]
+        parts = [self._contribution(i, self._saturation_used[i]) for i in present]
         mu = np.stack([part[0] for part in parts])
         var = np.stack([part[1] for part in parts])
         cfg = FitConfig.from_dict({**self.config.to_dict(), "register": False})

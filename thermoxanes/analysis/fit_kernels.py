@@ -5,7 +5,11 @@ of a row) of pixels so that the inner loops run over contiguous pixels:
 
 ``_accumulate_row``
     adds one energy to the weighted sums of the linear functionals (pre-edge line, edge
-    jump, linear-combination weights), their variances and the pre-edge scatter;
+    jump, linear-combination weights), their variances and the pre-edge scatter (the
+    live accumulator, frame by frame);
+``_accumulate_block``
+    the same for up to four energies of one weight pattern at a time (the batch fit),
+    copying the edge / white-line block with its variances on the way;
 ``_lines_row``
     edge jump, its sigma, the pre-edge noise scale and the edge-jump mask;
 ``_valence_row``
