@@ -24,8 +24,7 @@ from thermoxanes.analysis.correction import correct_counts
 from thermoxanes.analysis.fit import maps_from_out
 from thermoxanes.analysis.fit_kernels import (
     _accumulate_frame_kernel,
-    _edge_kernel,
-    _lines_kernel,
+    _lines_edge_kernel,
     _mask_in_place_kernel,
     _valence_kernel,
     _whiteline_kernel,
@@ -312,24 +311,20 @@ class SweepAccumulator:
             self._out = np.full((N_OUT, *self.frame_shape), np.nan, dtype=np.float32)
         return self._out
 
-    def _lines(self) -> None:
-        self._outputs()
-        p = self.plan
-        _lines_kernel(self._acc, p.n_pre, p.pre_st, p.pre_stt, p.jump_k_sigma,
-                      self._out[OUT_JUMP], self._out[OUT_JUMP_S], self._sv, self._mask)
-
     def _compute(self, stage: str) -> None:
         """Compute one read-out for every pixel (the white line and the valence unmasked,
         as the mask may still change; the mask is applied last)."""
         p = self.plan
         out = self._outputs()
         if stage == "edge":
-            self._lines()
-            # The mask is current here (it needs the same frames): pixels outside it,
-            # NaN in the maps anyway, are skipped chunk by chunk.
-            _edge_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._mask,
-                         self._e_blk, self._t_blk, p.norm_e0_ev, p.edge_lo, p.edge_hi,
-                         out[OUT_EDGE], out[OUT_EDGE_S])
+            # The lines (edge jump, mask) need the same frames as the edge energy: one
+            # kernel computes both; pixels outside the mask, NaN in the maps anyway, are
+            # skipped chunk by chunk.
+            _lines_edge_kernel(self._acc, p.n_pre, p.pre_st, p.pre_stt, p.jump_k_sigma,
+                               self._blk_mu, self._blk_var, self._e_blk, self._t_blk,
+                               p.norm_e0_ev, p.edge_lo, p.edge_hi, out[OUT_JUMP],
+                               out[OUT_JUMP_S], self._sv, self._mask, out[OUT_EDGE],
+                               out[OUT_EDGE_S])
         elif stage == "wl":
             _whiteline_kernel(self._blk_mu, self._blk_var, self._acc, self._sv, self._all,
                               self._t_blk, self._e_blk, p.wl_lo, p.wl_hi, p.wl_method,
@@ -410,11 +405,11 @@ class SweepAccumulator:
         # The maps take the output array itself (masked in place, no copy); the
         # accumulator starts a fresh one and recomputes everything if asked again.
         out = self._outputs()
-        _mask_in_place_kernel(out, self._mask)
+        mask = self._mask.copy()
+        _mask_in_place_kernel(out, mask, self.config.max_valence_sigma)
         self._out = None
         self._dirty = {"edge", "wl", "val"}
-        return maps_from_out(out, self._mask.copy(), self.plan, self._shifts.copy(),
-                             self.config)
+        return maps_from_out(out, mask, self.plan, self._shifts.copy(), self.config)
 
     def _finish_partial(self) -> XanesMaps:
         from thermoxanes.analysis.fit import fit_stack

@@ -15,17 +15,12 @@ from thermoxanes.analysis.validation import check_energies, check_stack
 
 def maps_from_out(out: np.ndarray, mask: np.ndarray, plan: FitPlan, shifts: np.ndarray,
                   config: FitConfig) -> XanesMaps:
-    """Wrap kernel output rows ``out`` (N_OUT, H, W) as :class:`XanesMaps`.
+    """Wrap kernel output rows ``out`` (N_OUT, H, W) and ``mask`` as :class:`XanesMaps`.
 
-    Pixels whose valence sigma exceeds ``config.max_valence_sigma`` leave the mask and
-    their maps (all but the edge jump and its sigma) become NaN.
+    The kernels have already taken the pixels whose valence sigma exceeds
+    ``config.max_valence_sigma`` out of the mask and set their maps (all but the edge
+    jump and its sigma) to NaN.
     """
-    with np.errstate(invalid="ignore"):
-        undefined = mask & (out[7] > config.max_valence_sigma)
-    if undefined.any():
-        mask = mask & ~undefined
-        for row in (0, 1, 2, 3, 6, 7):
-            out[row][undefined] = np.nan
     return XanesMaps(
         edge_energy=out[0],
         edge_energy_sigma=out[1],
@@ -114,5 +109,5 @@ def fit_stack(
     _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t,
                       plan.in_pre.astype(stack.dtype), weight_segments(plan),
                       int(plan.pre_index[0]), plan.blk_lo, plan.blk_hi, *plan_kernel_args(plan),
-                      out, mask)
+                      cfg.max_valence_sigma, out, mask)
     return maps_from_out(out, mask, plan, shifts, cfg)

@@ -246,18 +246,32 @@ def _valence_row(acc, sv, todo, out_v, out_s):
             out_s[x] = np.sqrt(s * (a * a * vb + b * b * va - 2.0 * a * b * vab)) / (den * den)
 
 
+@njit(cache=True, error_model="numpy")
+def _drop_undefined_valence(out, y, x0, m, max_val_sigma):
+    """Take the pixels ``x0 ..`` of row ``y`` whose valence sigma exceeds
+    ``max_val_sigma`` out of the mask row ``m`` and set their maps (all but the edge jump
+    and its sigma) to NaN."""
+    for x in range(m.size):
+        if m[x] and out[OUT_VAL_S, y, x0 + x] > max_val_sigma:
+            m[x] = False
+            for o in range(out.shape[0]):
+                if o != OUT_JUMP and o != OUT_JUMP_S:
+                    out[o, y, x0 + x] = np.nan
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, segments, ref_index,
                       blk_lo, blk_hi, e_blk, t_blk, n_pre, pre_st, pre_stt, e0, k_sigma, edge_lo,
-                      edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale, out,
-                      mask):
+                      edge_hi, wl_lo, wl_hi, method, fit_lo, fit_n, pinv, center, scale,
+                      max_val_sigma, out, mask):
     """Fit every pixel of ``stack`` (E, H, W) in one pass, tile by tile.
 
     ``lin_t`` (E, N_LIN) and ``var_t`` (E, N_VAR) are the plan weights transposed;
     ``segments`` (int64) bounds the runs of energies with one zero pattern of the weights
     (:func:`~thermoxanes.analysis.fit_plan.weight_segments`), summed in blocks of four;
-    ``ref_index`` is the energy whose absorbance offsets the pre-edge sums. Outputs are
-    NaN outside the mask, except the edge jump and its sigma.
+    ``ref_index`` is the energy whose absorbance offsets the pre-edge sums. Pixels whose
+    valence sigma exceeds ``max_val_sigma`` leave the mask. Outputs are NaN outside the
+    mask, except the edge jump and its sigma.
     """
     n_e, n_h, n_w = stack.shape
     n_par = pinv.shape[1]
@@ -309,6 +323,7 @@ def _fit_stack_kernel(stack, var_stack, model_var, lin_t, var_t, in_pre, segment
                            method, fit_lo, fit_n, pinv, center, scale, ibuf, fbuf, zbuf, coef,
                            d1buf, out[OUT_WL, y, x0:x1], out[OUT_WL_S, y, x0:x1])
             _valence_row(a, sv, m, out[OUT_VAL, y, x0:x1], out[OUT_VAL_S, y, x0:x1])
+            _drop_undefined_valence(out, y, x0, m, max_val_sigma)
 
 
 # Whole-frame kernels of the live accumulator: sums ``acc`` (H, N_ACC, W), block
@@ -331,19 +346,17 @@ def _accumulate_frame_kernel(mu, var, lin_c, var_c, in_pre, acc):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _lines_kernel(acc, n_pre, pre_st, pre_stt, k_sigma, jump, jump_s, sv, mask):
+def _lines_edge_kernel(acc, n_pre, pre_st, pre_stt, k_sigma, blk_mu, blk_var, e_blk, t_blk, e0,
+                       edge_lo, edge_hi, jump, jump_s, sv, mask, out_e, out_s):
+    """Edge jump, its sigma, variance scale ``sv`` and mask, then the edge energy of the
+    pixels in the mask, row by row in one parallel region (the stage that the last
+    frame of an ascending sweep completes: one wake-up of the threads, and each row's
+    sums are read once for both)."""
     for y in prange(acc.shape[0]):
         _lines_row(acc[y], n_pre, pre_st, pre_stt, k_sigma, False, jump[y], jump_s[y], sv[y],
                    mask[y])
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _edge_kernel(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
-                 out_s):
-    n_h, n_w = sv.shape
-    for y in prange(n_h):
-        _edge_row(blk_mu[y], blk_var[y], acc[y], sv[y], todo[y], e_blk,
-                  t_blk, e0, edge_lo, edge_hi, out_e[y], out_s[y])
+        _edge_row(blk_mu[y], blk_var[y], acc[y], sv[y], mask[y], e_blk, t_blk, e0, edge_lo,
+                  edge_hi, out_e[y], out_s[y])
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -365,11 +378,15 @@ def _valence_kernel(acc, sv, todo, out_v, out_s):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _mask_in_place_kernel(out, mask):
-    """Set ``out`` (N_OUT, H, W) to NaN outside ``mask``, except the edge-jump rows."""
+def _mask_in_place_kernel(out, mask, max_valence_sigma):
+    """Take the pixels whose valence sigma exceeds ``max_valence_sigma`` out of ``mask``
+    (H, W), then set ``out`` (N_OUT, H, W) to NaN outside it, except the edge-jump rows,
+    in place (one pass)."""
     n_out, n_h, n_w = out.shape
     for y in prange(n_h):
         for x in range(n_w):
+            if mask[y, x] and out[OUT_VAL_S, y, x] > max_valence_sigma:
+                mask[y, x] = False
             if not mask[y, x]:
                 for o in range(n_out):
                     if o != OUT_JUMP and o != OUT_JUMP_S:
