@@ -58,6 +58,9 @@ HOP_NEIGHBOUR_WEIGHT = 0.3
 N_SCRATCH = 10
 #: "No stop yet" value of the stop index.
 _NONE = 1.0e6
+# The hop weight ``min(w * dk^2, 1)`` of a pair ``dk`` pairs from the stop pair is 0 for
+# the stop pair, ``w`` for its neighbours and 1 beyond only if ``4 w >= 1``.
+assert 0.25 <= HOP_NEIGHBOUR_WEIGHT <= 1.0
 #: ``_phi(z)`` is exactly 1 for ``z >= _Z_CERTAIN`` and exactly 0 for ``z <= -_Z_CERTAIN``
 #: (its rational part saturates at ``|u| = 3``, reached at ``|z| = 2.79``).
 _Z_CERTAIN = 2.9
@@ -248,12 +251,11 @@ def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_
                 pc1 = pc * (one - a1)
                 pb_r[x] = pb1 if pb1 > floor else zero
                 pc_r[x] = pc1 if pc1 > floor else zero
+                # Hop weight 0 at the stop pair, wn for its neighbours, 1 beyond.
                 dk = kf - kk_r[x]
-                far = dt.type(dk * dk > dt.type(1.5))
-                near = dt.type(dk * dk > dt.type(0.5)) - far
                 d = mid - exc_r[x]
                 m0_r[x] += p
-                hop_r[x] += p * d * d * (far + wn * near)
+                hop_r[x] += p * d * d * min(wn * dk * dk, one)
     for x in range(n):
         m0 = m0_r[x]
         hop = hop_r[x] / m0 if m0 > tiny else zero
