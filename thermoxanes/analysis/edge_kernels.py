@@ -36,6 +36,7 @@ from numba import njit
 
 from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA, ROW_JUMP, T_SCALE_EV
 from thermoxanes.analysis.kernel_base import (
+    FM_READOUT,
     V_AA,
     V_AB,
     V_BB,
@@ -66,7 +67,7 @@ assert 0.25 <= HOP_NEIGHBOUR_WEIGHT <= 1.0
 _Z_CERTAIN = 2.9
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _phi(z):
     """Standard normal CDF, approximated to ~1e-2 without libm calls (vectorizes)."""
     f = np.float32
@@ -76,7 +77,7 @@ def _phi(z):
     return f(0.5) + f(0.5) * u * (f(27.0) + u * u) / (f(27.0) + f(9.0) * u * u)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy")
 def _edge_row(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
               out_s):
     """Edge energy and its 1-sigma uncertainty of one row of pixels, in place.
@@ -98,7 +99,7 @@ def _edge_row(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi
                     out_e, out_s, scr, pts, x0, n)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _edge_chunk(blk_mu, blk_var, acc, sv, todo, e_blk, t_blk, e0, edge_lo, edge_hi, out_e,
                 out_s, scr, pts, x0, n):
     """:func:`_edge_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch ``scr``

@@ -12,8 +12,10 @@ from numba import njit
 from thermoxanes.analysis.fit_plan import N_LIN
 
 #: Floating-point licence of the accumulation kernels (no NaN tests there): reassociation
-#: and contraction. The read-out kernels test for NaN and run without fastmath.
+#: and contraction. The read-out kernels test for NaN and run with contraction only
+#: (``FM_READOUT``: fused multiply-adds, which keep NaN and infinity semantics).
 FM = {"contract", "reassoc", "nsz", "arcp"}
+FM_READOUT = {"contract"}
 N_OUT = 8
 OUT_EDGE, OUT_EDGE_S, OUT_WL, OUT_WL_S, OUT_JUMP, OUT_JUMP_S, OUT_VAL, OUT_VAL_S = range(N_OUT)
 # Offsets of the variance sums (order of fit_plan.VAR_PAIRS).

@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from thermoxanes.analysis.fit_plan import ROW_ALPHA, ROW_BETA
-from thermoxanes.analysis.kernel_base import V_AA, V_AB, V_BB
+from thermoxanes.analysis.kernel_base import FM_READOUT, V_AA, V_AB, V_BB
 
 N_TRIG_GRID = 201
 #: Fixed-point iteration of the quadratic / Gaussian white line: at most this many
@@ -62,7 +62,7 @@ _P0 = _Q0 + 3
 N_SCRATCH = _P0 + 6
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_d1(u, p):
     """First derivative of peak-model basis function ``p`` (1, u, u^2, sin, cos) at u."""
     if p == 0:
@@ -76,7 +76,7 @@ def _wl_d1(u, p):
     return -np.pi * np.sin(np.pi * u)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_d2(u, p):
     """Second derivative of peak-model basis function ``p`` at u."""
     if p < 2:
@@ -88,7 +88,7 @@ def _wl_d2(u, p):
     return -np.pi * np.pi * np.cos(np.pi * u)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy")
 def _trig_grid():
     """(N_TRIG_GRID, 5) basis values (1, u, u^2, sin pi u, cos pi u) on u in [-1, 1]."""
     g = np.empty((N_TRIG_GRID, 5))
@@ -102,7 +102,7 @@ def _trig_grid():
     return g
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy")
 def _trig_peak(coef, grid):
     """Maximum of the trig_poly model on [-1, 1]: grid search on ``grid``, then Newton."""
     best_i = 0
@@ -128,7 +128,7 @@ def _trig_peak(coef, grid):
     return u
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _pass_points(ew, ewp, j_lo, j_hi):
     """``ewp``: the energies ``ew[j_lo..j_hi]`` of a pass, every other point (and the
     padding for the blocks) far away (zero weight)."""
@@ -139,7 +139,7 @@ def _pass_points(ew, ewp, j_lo, j_hi):
         ewp[j] = ew[j]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _add_dpoint(acc, ej, cx, inv_h, zz):
     """``acc`` (d/dr of S0-S4 and T0-T2) plus the terms of the point ``(ej, zz)``."""
     f32 = np.float32
@@ -154,7 +154,7 @@ def _add_dpoint(acc, ej, cx, inv_h, zz):
             e1 + (dw * r + wt) * zz, e2 + (dw * r * r + f32(2.0) * wt * r) * zz)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _biweight(ej, c, inv_h):
     """``(r, a)`` of a point at ``ej`` around centre ``c``: ``r = (ej - c) / h`` and
     ``a = max(1 - r^2, 0)`` as a select (the weight is ``a^2``)."""
@@ -163,7 +163,7 @@ def _biweight(ej, c, inv_h):
     return r, (a if a > np.float32(0.0) else np.float32(0.0))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _active_span(ew, c, sel, hh, n, scr):
     """``(j_lo, j_hi)``: the points of ``ew`` within ``hh`` of any centre ``c[x]`` with
     ``sel[x] > 0``. The minimum and maximum run in 8 lanes of the scratch rows LO8 and
@@ -203,7 +203,7 @@ def _active_span(ew, c, sel, hh, n, scr):
     return j_lo, j_hi
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_setup(blk_mu, acc, todo, t_blk, ew, wl_lo, hh, method, scr, z, zinv, ymax, x0, n):
     """Chunk set-up: each pixel's highest point of ``y = mu - pre`` in the window (in
     float64, the first of equal maxima; row ST, where the centre starts) and ``z = y``
@@ -268,7 +268,7 @@ def _wl_setup(blk_mu, acc, todo, t_blk, ew, wl_lo, hh, method, scr, z, zinv, yma
             row[x] = zero
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _add_point(acc, ej, cx, inv_h, zz):
     """``acc`` (S0-S4, T0-T2, count of points with weight) plus the point ``(ej, zz)``
     weighted around the centre ``cx``."""
@@ -283,7 +283,7 @@ def _add_point(acc, ej, cx, inv_h, zz):
             t1 + wr * zz, t2 + wrr * zz, cnt + (one if a > zero else zero))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_vertices(ew, ewp, j_lo, j_hi, inv_h, hh, scr, z, n):
     """One step for the whole chunk: the weighted parabola around each centre ``C``, its
     vertex (row V; NaN without a maximum or with fewer than 3 points)."""
@@ -330,7 +330,7 @@ def _wl_vertices(ew, ewp, j_lo, j_hi, inv_h, hh, scr, z, n):
         v[x] = c[x] - hh * q1 / (f32(2.0) * q2) if good else f32(np.nan)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_first_step(scr, n):
     """Secant start: a plain fixed-point step from the highest point (a pixel whose first
     vertex is not finite fails). Returns the number of pixels still iterating."""
@@ -354,7 +354,7 @@ def _wl_first_step(scr, n):
     return n_active
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_secant_step(scr, hh, n):
     """One secant step of ``g(c) = V(c) - c`` for the pixels still iterating (ACT 0):
     fail (ACT -1) on a non-finite vertex or a centre more than ``h`` from the start,
@@ -403,7 +403,7 @@ def _wl_secant_step(scr, hh, n):
     return n_active
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_passes(ew, ewp, inv_h, hh, scr, z, n, it, n_active, n_stop):
     """Lockstep steps of the pixels ``0 .. n - 1`` of ``scr`` / ``z`` from step ``it``
     while ``n_active`` pixels iterate, more than ``n_stop`` of them, and the step count
@@ -424,7 +424,7 @@ def _wl_passes(ew, ewp, inv_h, hh, scr, z, n, it, n_active, n_stop):
     return it, n_active
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_iterate(ew, ewp, inv_h, hh, scr, z, n, scr_t, z_t, idx):
     """The secant fixed point ``V(c) = c`` of every pixel of the chunk, in lockstep (a
     step over a chunk costs the same whatever the number of pixels still iterating).
@@ -469,7 +469,7 @@ def _wl_iterate(ew, ewp, inv_h, hh, scr, z, n, scr_t, z_t, idx):
             dst[idx[i]] = src[i]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _add_gpoint(acc, ej, cx, inv_h, zz, zi, p0, p1, p2, tk, vk, vx):
     """``acc`` (d/dr of S0-S4 and T0-T2; gradient sums ``sum g``, ``sum g t``,
     ``sum g^2 var``; flags of a weighted point at or below / at or above the vertex
@@ -492,7 +492,7 @@ def _add_gpoint(acc, ej, cx, inv_h, zz, zi, p0, p1, p2, tk, vk, vx):
             one if inside & (ej <= vx) else flo, one if inside & (ej >= vx) else fhi)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_finish(blk_var, acc, sv, tw, ew, ewp, e_ref, wl_lo, inv_h, hh, method, scr, z, zinv,
                vwin, x0, n, out_w, out_s):
     """White line and sigma of the pixels that converged (ACT 1), in one pass over the
@@ -651,7 +651,7 @@ def _wl_finish(blk_var, acc, sv, tw, ew, ewp, e_ref, wl_lo, inv_h, hh, method, s
         out_s[x] = np.sqrt(vw) if ok else np.nan
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy", inline="always")
 def _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, tw, ew, ewp, e_ref, wl_lo, inv_h, hh,
               method, out_w, out_s, scr, z, zinv, vwin, ymax, scr_t, z_t, idx, x0, n):
     """:func:`_local_peaks_row` on pixels ``x0 .. x0 + n - 1`` (``n <= CHUNK``); scratch
@@ -664,7 +664,7 @@ def _wl_chunk(blk_mu, blk_var, acc, sv, todo, t_blk, tw, ew, ewp, e_ref, wl_lo, 
                vwin, x0, n, out_w, out_s)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy")
 def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                      h, method, out_w, out_s):
     """Quadratic (Gaussian) white line of a row of pixels, in lockstep.
@@ -709,7 +709,7 @@ def _local_peaks_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                   method, out_w, out_s, scr, z, zinv, vwin, ymax, scr_t, z_t, idx, x0, n)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FM_READOUT, error_model="numpy")
 def _whiteline_row(blk_mu, blk_var, acc, sv, todo, t_blk, e_blk, wl_lo, wl_hi,
                    method, fit_lo, fit_n, pinv, center, scale, kmax, ymax, zbuf, coef, d1buf,
                    out_w, out_s):
