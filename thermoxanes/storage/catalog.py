@@ -21,6 +21,8 @@ import contextlib
 import json
 import os
 import secrets
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,11 @@ class EmbeddedCatalog:
         self.directory = Path(directory).resolve()
         self.raw_dir = self.directory / "raw"
         self.raw_dir.mkdir(parents=True, exist_ok=True)
-        self._server = SimpleTiledServer(
-            self.directory / "catalog", api_key=api_key or PROCESS_API_KEY,
-            readable_storage=[self.raw_dir],
-        )
+        with _tiled_init_done_in_process(self.directory / "catalog" / "catalog.db"):
+            self._server = SimpleTiledServer(
+                self.directory / "catalog", api_key=api_key or PROCESS_API_KEY,
+                readable_storage=[self.raw_dir],
+            )
         self.uri: str = self._server.uri
         self.client = connect(self.uri)
         self.runs = runs_container(self.client)
@@ -88,6 +91,92 @@ class EmbeddedCatalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def init_catalog_db(db_path: str | os.PathLike) -> None:
+    """Create (or check) tiled's SQLite catalog database at ``db_path``, in this process.
+
+    What ``tiled catalog init --if-not-exists`` does: create the tables of a new database
+    and stamp its alembic revision; a database at an older revision is left alone (tiled
+    reports it when the server starts). Runs in a thread of its own (its own event loop).
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from tiled.alembic_utils import UninitializedDatabase, check_database, stamp_head
+    from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
+    from tiled.catalog.core import ALL_REVISIONS, REQUIRED_REVISION, initialize_database
+    from tiled.utils import ensure_specified_sql_driver
+
+    uri = ensure_specified_sql_driver(Path(db_path))
+    errors: list[BaseException] = []
+
+    async def create_tables() -> None:
+        engine = create_async_engine(uri)
+        try:
+            await check_database(engine, REQUIRED_REVISION, ALL_REVISIONS)
+        except UninitializedDatabase:
+            await initialize_database(engine)
+        finally:
+            await engine.dispose()
+
+    def work() -> None:
+        import asyncio
+        import logging
+
+        path, alembic_log = list(sys.path), logging.getLogger("alembic")
+        level = alembic_log.level
+        alembic_log.setLevel(logging.WARNING)  # no INFO lines on a CLI's stderr
+        try:
+            asyncio.run(create_tables())
+            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+        finally:
+            sys.path[:] = path  # alembic prepends the working folder to sys.path
+            alembic_log.setLevel(level)
+
+    thread = threading.Thread(target=work, name="tiled-catalog-init")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tiled_init_done_in_process(db_path: Path):
+    """Start a ``SimpleTiledServer`` over ``db_path`` without its init subprocess.
+
+    ``SimpleTiledServer`` runs ``python -m tiled catalog init --if-not-exists`` in a
+    subprocess every time it starts, about 4 s of Python start-up and imports (more than
+    half of ``thermoxanes export``'s run time on a small catalog). The same init done by
+    :func:`init_catalog_db` in this process takes a fraction of a second; then tiled's
+    catalog is opened without it (only for the calls made from this thread, while the
+    server starts). If the in-process init fails, tiled's own path runs unchanged.
+    """
+    try:
+        import tiled.catalog as tiled_catalog
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        init_catalog_db(db_path)
+    except Exception:  # noqa: BLE001 - tiled's subprocess does it (and reports problems)
+        yield
+        return
+    with _INIT_LOCK:
+        original = tiled_catalog.from_uri
+        owner = threading.get_ident()
+
+        def from_uri(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == owner:
+                kwargs["init_if_not_exists"] = False
+            return original(*args, **kwargs)
+
+        tiled_catalog.from_uri = from_uri
+        try:
+            yield
+        finally:
+            tiled_catalog.from_uri = original
 
 
 def connect(uri: str, api_key: str | None = None) -> Any:
