@@ -121,13 +121,16 @@ def init_catalog_db(db_path: str | os.PathLike) -> None:
     def work() -> None:
         import asyncio
         import logging
+        import warnings
 
         path, alembic_log = list(sys.path), logging.getLogger("alembic")
         level = alembic_log.level
         alembic_log.setLevel(logging.WARNING)  # no INFO lines on a CLI's stderr
         try:
             asyncio.run(create_tables())
-            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+            with warnings.catch_warnings():  # alembic's about tiled's alembic.ini
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
         finally:
